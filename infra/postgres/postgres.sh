@@ -1,0 +1,369 @@
+#!/usr/bin/env bash
+# Local PostgreSQL cluster for CaseBridge dev/tests (Debian's postgresql, private data dir/port).
+#
+# Usage: infra/postgres/postgres.sh install|init|start|wait|stop|status|bootstrap|urls|logs
+#
+# Environment (all optional):
+#   PG_PORT               TCP port on 127.0.0.1                        (default 15432)
+#   CASEBRIDGE_RUN_DIR    state dir; PostgreSQL uses $CASEBRIDGE_RUN_DIR/pg (default <repo>/.run)
+#   PG_OS_USER            OS user running the server when invoked as root, used by `init`
+#                         (default: postgres if it exists, else casebridge, created on demand);
+#                         afterwards the owner of the data directory is used
+#   PG_BIN_DIR            PostgreSQL binaries (default: newest /usr/lib/postgresql/*/bin)
+#   PG_WAIT_TIMEOUT       seconds for `wait` and for start/stop         (default 60)
+#
+# Dev/test only: auth is `trust` for local socket and 127.0.0.1 connections.
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "${SCRIPT_DIR}/../.." && pwd)"
+
+PG_PORT="${PG_PORT:-15432}"
+CASEBRIDGE_RUN_DIR="${CASEBRIDGE_RUN_DIR:-${REPO_ROOT}/.run}"
+PG_WAIT_TIMEOUT="${PG_WAIT_TIMEOUT:-60}"
+
+PG_DIR="${CASEBRIDGE_RUN_DIR}/pg"
+PGDATA_DIR="${PG_DIR}/data"
+SOCKET_DIR="${PG_DIR}/socket"
+LOG_FILE="${PG_DIR}/postgres.log"
+SUPERUSER="postgres"
+DB_NAME="casebridge"
+OWNER_ROLE="casebridge_owner"
+APP_ROLE="casebridge_app"
+
+log() { printf '[postgres] %s\n' "$*" >&2; }
+die() { printf '[postgres] ERROR: %s\n' "$*" >&2; exit 1; }
+
+usage() {
+    # The header comment block, without the leading '# '.
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}" >&2
+}
+
+validate_env() {
+    if ! [[ "${PG_PORT}" =~ ^[0-9]+$ ]] || ((PG_PORT < 1 || PG_PORT > 65535)); then
+        die "PG_PORT=${PG_PORT} is not a valid TCP port"
+    fi
+    [[ "${CASEBRIDGE_RUN_DIR}" == /* ]] \
+        || die "CASEBRIDGE_RUN_DIR must be an absolute path (got '${CASEBRIDGE_RUN_DIR}')"
+    # Unix socket paths are limited to 107 bytes.
+    local sock="${SOCKET_DIR}/.s.PGSQL.${PG_PORT}"
+    ((${#sock} <= 107)) \
+        || die "socket path ${sock} is ${#sock} bytes, over the 107-byte Unix limit: use a shorter CASEBRIDGE_RUN_DIR"
+}
+
+find_bin_dir() {
+    if [[ -n "${PG_BIN_DIR:-}" ]]; then
+        [[ -x "${PG_BIN_DIR}/initdb" ]] || die "PG_BIN_DIR=${PG_BIN_DIR} has no initdb"
+        printf '%s\n' "${PG_BIN_DIR}"
+        return 0
+    fi
+    local initdb
+    initdb="$(find /usr/lib/postgresql -mindepth 3 -maxdepth 3 -path '*/bin/initdb' 2>/dev/null | sort -V | tail -n1)"
+    [[ -n "${initdb}" ]] || return 1
+    dirname "${initdb}"
+}
+
+bin_dir() {
+    find_bin_dir || die "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin: run '$0 install'"
+}
+
+# Root cannot run initdb/postgres: pick (and create if needed) an unprivileged OS user.
+os_user() {
+    if ((EUID != 0)); then
+        id -un
+        return 0
+    fi
+    # An existing cluster keeps running as the user that owns its data directory.
+    if [[ -d "${PGDATA_DIR}" ]]; then
+        local owner
+        owner="$(stat -c %U "${PGDATA_DIR}")"
+        if [[ "${owner}" != root ]]; then
+            printf '%s\n' "${owner}"
+            return 0
+        fi
+    fi
+    if [[ -n "${PG_OS_USER:-}" ]]; then
+        id -u "${PG_OS_USER}" >/dev/null 2>&1 || die "PG_OS_USER=${PG_OS_USER} does not exist"
+        printf '%s\n' "${PG_OS_USER}"
+    elif id -u postgres >/dev/null 2>&1; then
+        printf 'postgres\n'
+    else
+        if ! id -u casebridge >/dev/null 2>&1; then
+            log "creating system user 'casebridge' to run PostgreSQL"
+            useradd --system --no-create-home --shell /usr/sbin/nologin casebridge \
+                || die "could not create system user 'casebridge'"
+        fi
+        printf 'casebridge\n'
+    fi
+}
+
+# Run a command as the server's OS user.
+as_pg() {
+    local user
+    user="$(os_user)"
+    # cd /: the caller's cwd may not be readable by the server user.
+    if ((EUID == 0)); then
+        (cd / && runuser -u "${user}" -- "$@")
+    else
+        (cd / && "$@")
+    fi
+}
+
+cmd_install() {
+    if find_bin_dir >/dev/null; then
+        log "PostgreSQL binaries present: $(find_bin_dir)"
+        return 0
+    fi
+    ((EUID == 0)) || die "PostgreSQL is not installed and installing needs root: sudo apt-get install -y postgresql"
+    log "installing PostgreSQL with apt-get (no default 'main' cluster)..."
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null || die "apt-get update failed"
+    apt-get install -y -q postgresql-common >/dev/null || die "apt-get install postgresql-common failed"
+    # Do not let the package create and start a cluster on 5432: we run our own.
+    if [[ -f /etc/postgresql-common/createcluster.conf ]]; then
+        sed -i 's/^#\?\s*create_main_cluster\s*=.*/create_main_cluster = false/' \
+            /etc/postgresql-common/createcluster.conf
+    fi
+    apt-get install -y -q postgresql >/dev/null || die "apt-get install postgresql failed"
+    find_bin_dir >/dev/null || die "postgresql installed but no initdb under /usr/lib/postgresql/*/bin"
+    log "installed: $(find_bin_dir)"
+}
+
+is_initialized() { [[ -f "${PGDATA_DIR}/PG_VERSION" ]]; }
+
+write_conf() {
+    # Regenerated on every init/start so that PG_PORT/CASEBRIDGE_RUN_DIR changes apply.
+    local tmp="${PGDATA_DIR}/casebridge.conf.tmp"
+    cat >"${tmp}" <<EOF
+# Generated by infra/postgres/postgres.sh: do not edit, change the script instead.
+listen_addresses = '127.0.0.1'
+port = ${PG_PORT}
+unix_socket_directories = '${SOCKET_DIR}'
+max_connections = 100
+shared_buffers = 256MB
+fsync = on
+synchronous_commit = on
+full_page_writes = on
+timezone = 'UTC'
+log_timezone = 'UTC'
+log_line_prefix = '%m [%p] %q%u@%d '
+logging_collector = off
+EOF
+    chmod 0600 "${tmp}"
+    if ((EUID == 0)); then chown "$(os_user):" "${tmp}"; fi
+    mv -f "${tmp}" "${PGDATA_DIR}/casebridge.conf"
+}
+
+check_reachable_by() {
+    # Every parent of the run dir must be traversable by the server's OS user.
+    local user="$1" dir="$2"
+    if ((EUID == 0)) && ! runuser -u "${user}" -- test -x "${dir}"; then
+        die "OS user '${user}' cannot reach ${dir} (a parent directory is not world-executable): use a CASEBRIDGE_RUN_DIR outside it, or chmod o+x the parents"
+    fi
+}
+
+cmd_init() {
+    validate_env
+    local bin user
+    bin="$(bin_dir)"
+    user="$(os_user)"
+    if is_initialized; then
+        log "already initialised: ${PGDATA_DIR} (PostgreSQL $(cat "${PGDATA_DIR}/PG_VERSION"))"
+        return 0
+    fi
+    if [[ -d "${PGDATA_DIR}" ]] && [[ -n "$(ls -A "${PGDATA_DIR}")" ]]; then
+        die "${PGDATA_DIR} is not empty but has no PG_VERSION (half-initialised?); inspect it, delete it, then re-run '$0 init'"
+    fi
+    mkdir -p "${CASEBRIDGE_RUN_DIR}"
+    mkdir -p "${PG_DIR}" "${PGDATA_DIR}" "${SOCKET_DIR}"
+    if ((EUID == 0)); then
+        chown "${user}:" "${PG_DIR}" "${PGDATA_DIR}" "${SOCKET_DIR}"
+    fi
+    chmod 0700 "${PGDATA_DIR}"
+    check_reachable_by "${user}" "${PG_DIR}"
+    log "initdb ${PGDATA_DIR} as OS user '${user}' ($("${bin}/postgres" --version))"
+    local out
+    if ! out="$(as_pg "${bin}/initdb" -D "${PGDATA_DIR}" --username="${SUPERUSER}" \
+        --auth-local=trust --auth-host=trust --encoding=UTF8 --locale=C.UTF-8 \
+        --data-checksums 2>&1)"; then
+        printf '%s\n' "${out}" >&2
+        die "initdb failed (output above)"
+    fi
+    printf "\n# CaseBridge settings (generated)\ninclude_if_exists = 'casebridge.conf'\n" \
+        >>"${PGDATA_DIR}/postgresql.conf"
+    write_conf
+    log "initialised ${PGDATA_DIR}"
+}
+
+# Succeeds when the postmaster of our data dir is running.
+is_running() {
+    is_initialized || return 1
+    as_pg "$(bin_dir)/pg_ctl" status -D "${PGDATA_DIR}" >/dev/null 2>&1
+}
+
+port_in_use() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+tail_log() {
+    if [[ -f "${LOG_FILE}" ]]; then
+        printf -- '----- last %s lines of %s -----\n' "${1:-30}" "${LOG_FILE}" >&2
+        tail -n "${1:-30}" "${LOG_FILE}" >&2 || true
+        printf -- '-----\n' >&2
+    fi
+}
+
+cmd_start() {
+    validate_env
+    is_initialized || die "no cluster in ${PGDATA_DIR}: run '$0 init' first"
+    if is_running; then
+        log "already running (127.0.0.1:${PG_PORT}, data ${PGDATA_DIR})"
+        return 0
+    fi
+    if port_in_use "${PG_PORT}"; then
+        die "port 127.0.0.1:${PG_PORT} is already in use by another process; find it with: ss -ltnp 'sport = :${PG_PORT}'"
+    fi
+    write_conf
+    # pg_ctl must be able to create/append the log file as the server user.
+    touch "${LOG_FILE}"
+    if ((EUID == 0)); then chown "$(os_user):" "${LOG_FILE}"; fi
+    log "starting on 127.0.0.1:${PG_PORT}, log ${LOG_FILE}"
+    # setsid: keep the postmaster out of the caller's process group/session. The inner shell
+    # closes inherited descriptors above 2 so that the postmaster does not keep a caller's lock
+    # or pipe open for its whole lifetime.
+    # shellcheck disable=SC2016  # $$ and "$@" are expanded by the inner shell
+    if ! as_pg setsid bash -c 'for fd in /proc/$$/fd/*; do fd=${fd##*/}; ((fd > 2)) && eval "exec ${fd}>&-"; done
+        exec "$@"' pg-start "$(bin_dir)/pg_ctl" start -D "${PGDATA_DIR}" -l "${LOG_FILE}" \
+        -w -t "${PG_WAIT_TIMEOUT}" </dev/null >/dev/null 2>&1; then
+        tail_log 30
+        die "PostgreSQL did not start (log tail above; full log ${LOG_FILE})"
+    fi
+    log "started"
+}
+
+cmd_wait() {
+    validate_env
+    local deadline=$((SECONDS + PG_WAIT_TIMEOUT))
+    while ((SECONDS < deadline)); do
+        if pg_isready_cmd -q; then
+            log "ready on 127.0.0.1:${PG_PORT}"
+            return 0
+        fi
+        if ! is_running; then
+            tail_log 30
+            die "PostgreSQL is not running (data ${PGDATA_DIR}); start it with '$0 start'"
+        fi
+        sleep 0.2
+    done
+    tail_log 30
+    die "PostgreSQL did not accept connections on 127.0.0.1:${PG_PORT} within ${PG_WAIT_TIMEOUT}s"
+}
+
+pg_isready_cmd() {
+    "$(bin_dir)/pg_isready" -h 127.0.0.1 -p "${PG_PORT}" -U "${SUPERUSER}" -d postgres -t 2 "$@"
+}
+
+cmd_stop() {
+    if ! is_running; then
+        log "not running (data ${PGDATA_DIR})"
+        return 0
+    fi
+    log "stopping (fast shutdown)"
+    if ! as_pg "$(bin_dir)/pg_ctl" stop -D "${PGDATA_DIR}" -m fast -w -t "${PG_WAIT_TIMEOUT}" >/dev/null; then
+        log "fast shutdown timed out after ${PG_WAIT_TIMEOUT}s: trying immediate shutdown"
+        as_pg "$(bin_dir)/pg_ctl" stop -D "${PGDATA_DIR}" -m immediate -w -t 30 >/dev/null \
+            || die "could not stop PostgreSQL (data ${PGDATA_DIR}); see ${LOG_FILE}"
+    fi
+    log "stopped"
+}
+
+# Exit status: 0 running, 3 not running (LSB convention).
+cmd_status() {
+    validate_env
+    if is_running; then
+        local ready="no"
+        pg_isready_cmd -q && ready="yes"
+        printf 'postgres: running port=127.0.0.1:%s accepting=%s data=%s\n' "${PG_PORT}" "${ready}" "${PGDATA_DIR}"
+        return 0
+    fi
+    local initialised="no"
+    is_initialized && initialised="yes"
+    printf 'postgres: stopped initialised=%s data=%s\n' "${initialised}" "${PGDATA_DIR}"
+    return 3
+}
+
+psql_super() {
+    # Superuser session over TCP (trust auth); stops at the first error.
+    "$(bin_dir)/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "${PG_PORT}" -U "${SUPERUSER}" "$@"
+}
+
+cmd_bootstrap() {
+    validate_env
+    is_running || die "PostgreSQL is not running: run '$0 start' first"
+    pg_isready_cmd -q || die "PostgreSQL does not accept connections yet: run '$0 wait' first"
+    # Roles: created if missing, attributes re-asserted every time (converges on drift).
+    psql_super -d postgres <<EOF
+DO \$\$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${OWNER_ROLE}') THEN
+        CREATE ROLE ${OWNER_ROLE} LOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${APP_ROLE}') THEN
+        CREATE ROLE ${APP_ROLE} LOGIN;
+    END IF;
+END
+\$\$;
+ALTER ROLE ${OWNER_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
+ALTER ROLE ${APP_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
+EOF
+    # CREATE DATABASE cannot run inside a DO block / transaction.
+    if [[ "$(psql_super -d postgres -tA -c "SELECT 1 FROM pg_database WHERE datname = '${DB_NAME}'")" != "1" ]]; then
+        log "creating database ${DB_NAME}"
+        psql_super -d postgres -c "CREATE DATABASE ${DB_NAME} OWNER ${OWNER_ROLE} ENCODING 'UTF8' TEMPLATE template0"
+    fi
+    psql_super -d "${DB_NAME}" <<EOF
+ALTER DATABASE ${DB_NAME} OWNER TO ${OWNER_ROLE};
+REVOKE ALL ON DATABASE ${DB_NAME} FROM PUBLIC;
+GRANT CONNECT, TEMPORARY ON DATABASE ${DB_NAME} TO ${OWNER_ROLE}, ${APP_ROLE};
+-- PostgreSQL 15: public is owned by pg_database_owner (= ${OWNER_ROLE}) and PUBLIC cannot CREATE.
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+GRANT USAGE ON SCHEMA public TO ${APP_ROLE};
+EOF
+    log "bootstrapped database ${DB_NAME} (owner ${OWNER_ROLE}, app role ${APP_ROLE})"
+    cmd_urls
+}
+
+cmd_urls() {
+    validate_env
+    printf 'CASEBRIDGE_DB_OWNER_URL=postgresql+asyncpg://%s@127.0.0.1:%s/%s\n' "${OWNER_ROLE}" "${PG_PORT}" "${DB_NAME}"
+    printf 'CASEBRIDGE_DB_APP_URL=postgresql+asyncpg://%s@127.0.0.1:%s/%s\n' "${APP_ROLE}" "${PG_PORT}" "${DB_NAME}"
+    printf 'CASEBRIDGE_DB_ADMIN_URL=postgresql://%s@127.0.0.1:%s/postgres\n' "${SUPERUSER}" "${PG_PORT}"
+}
+
+cmd_logs() {
+    [[ -f "${LOG_FILE}" ]] || die "no log file yet: ${LOG_FILE}"
+    tail -n "${1:-100}" "${LOG_FILE}"
+}
+
+main() {
+    local cmd="${1:-}"
+    [[ $# -gt 0 ]] && shift
+    case "${cmd}" in
+        install) cmd_install ;;
+        init) cmd_init ;;
+        start) cmd_start ;;
+        wait) cmd_wait ;;
+        stop) cmd_stop ;;
+        status) cmd_status ;;
+        bootstrap) cmd_bootstrap ;;
+        urls) cmd_urls ;;
+        logs) cmd_logs "$@" ;;
+        -h | --help | help) usage ;;
+        *)
+            usage
+            die "unknown command '${cmd}'"
+            ;;
+    esac
+}
+
+main "$@"

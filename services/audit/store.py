@@ -1,0 +1,136 @@
+"""The audit log in PostgreSQL: append-only, gapless, replay-proof.
+
+One transaction per batch does everything: it takes the next sequence numbers from
+`audit_head` (whose row lock serialises writers, so numbers are gapless and in commit order),
+skips records at or below the offsets this consumer already stored (so a replay after a crash
+adds nothing), COPYs the rows, and advances both. Kafka offsets are committed only after this
+transaction, and a record that is redelivered anyway is skipped by the stored offsets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import orjson
+
+from services.audit.canonical import AuditEntry, entry_leaf_hash
+from services.audit.records import AuditRecord
+from services.runtime.database import Database
+
+COLUMNS = (
+    "seq",
+    "recorded_at",
+    "event_id",
+    "event_source",
+    "event_type",
+    "subject",
+    "agency",
+    "outcome",
+    "reason_code",
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+    "attributes",
+    "payload",
+    "raw_value",
+    "payload_digest",
+    "leaf_hash",
+)
+
+
+def entry_of(seq: int, recorded_at: datetime, r: AuditRecord) -> AuditEntry:
+    return AuditEntry(
+        seq=seq,
+        event_id=r.event_id,
+        event_source=r.event_source,
+        event_type=r.event_type,
+        subject=r.subject,
+        kafka_topic=r.kafka_topic,
+        kafka_partition=r.kafka_partition,
+        kafka_offset=r.kafka_offset,
+        recorded_at=recorded_at,
+        outcome=r.outcome,
+        reason_code=r.reason_code,
+        payload_digest=r.payload_digest,
+    )
+
+
+class AuditLog:
+    """Appends batches of audit records for one consumer (its offsets are kept per consumer)."""
+
+    def __init__(self, db: Database, *, consumer: str) -> None:
+        self._db = db
+        self._consumer = consumer
+
+    async def append_batch(self, records: Sequence[AuditRecord]) -> list[AuditEntry]:
+        """Append the records not yet stored; return the entries appended, in seq order."""
+        if not records:
+            return []
+        async with self._db.pool.acquire() as conn, conn.transaction():
+            next_seq: int = await conn.fetchval(
+                "SELECT next_seq FROM audit_head WHERE id = 1 FOR UPDATE"
+            )
+            stored = {
+                (row[0], row[1]): row[2]
+                for row in await conn.fetch(
+                    "SELECT kafka_topic, kafka_partition, next_offset"
+                    " FROM audit_consumer_offset WHERE consumer = $1",
+                    self._consumer,
+                )
+            }
+            fresh = [
+                r
+                for r in records
+                if r.kafka_offset >= stored.get((r.kafka_topic, r.kafka_partition), 0)
+            ]
+            if not fresh:
+                return []
+            recorded_at = datetime.now(UTC)
+            entries = [entry_of(next_seq + i, recorded_at, r) for i, r in enumerate(fresh)]
+            await conn.copy_records_to_table(
+                "audit_log",
+                columns=COLUMNS,
+                records=[
+                    (
+                        e.seq,
+                        recorded_at,
+                        r.event_id,
+                        r.event_source,
+                        r.event_type,
+                        r.subject,
+                        r.agency,
+                        r.outcome,
+                        r.reason_code,
+                        r.kafka_topic,
+                        r.kafka_partition,
+                        r.kafka_offset,
+                        _attributes_json(r.attributes),
+                        r.payload_json,
+                        r.raw_value,
+                        r.payload_digest,
+                        entry_leaf_hash(e),
+                    )
+                    for e, r in zip(entries, fresh, strict=True)
+                ],
+            )
+            advanced: dict[tuple[str, int], int] = {}
+            for r in fresh:
+                key = (r.kafka_topic, r.kafka_partition)
+                advanced[key] = max(advanced.get(key, 0), r.kafka_offset + 1)
+            await conn.executemany(
+                "INSERT INTO audit_consumer_offset"
+                " (consumer, kafka_topic, kafka_partition, next_offset)"
+                " VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (consumer, kafka_topic, kafka_partition)"
+                " DO UPDATE SET next_offset = EXCLUDED.next_offset",
+                [(self._consumer, t, p, o) for (t, p), o in advanced.items()],
+            )
+            await conn.execute(
+                "UPDATE audit_head SET next_seq = $1 WHERE id = 1", next_seq + len(entries)
+            )
+        return entries
+
+
+def _attributes_json(attributes: dict[str, str]) -> str:
+    return orjson.dumps(attributes).decode()

@@ -1,0 +1,105 @@
+"""The composition root: wires settings, logging, broker, database and services into apps.
+
+Each service runs alone (`faststream run services.intake.app:app`) or several run in one
+process for development (`casebridge run`); both are built here, so there is one wiring.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from faststream import FastStream
+from faststream.kafka import KafkaBroker
+
+from schemas.registry import EVENT_TYPES
+from schemas.topics import FIXED_TOPICS, inbox_topic
+from services.audit.handlers import Auditor
+from services.audit.handlers import build_router as audit_router
+from services.audit.store import AuditLog
+from services.intake.handlers import Intake
+from services.intake.handlers import build_router as intake_router
+from services.intake.seen_events import SeenEvents
+from services.router.handlers import Router
+from services.router.handlers import build_router as router_router
+from services.router.policy import RoutingPolicy, load_policy
+from services.runtime.database import Database
+from services.runtime.kafka import MAX_RECORD_BYTES, create_broker, ensure_topics
+from services.runtime.logging import configure_logging
+from services.runtime.settings import Settings, get_settings
+
+SERVICES = ("intake", "router", "audit")
+
+
+def load_routing_policy(settings: Settings) -> RoutingPolicy:
+    return load_policy(settings.routing_policy_path, known_event_types=EVENT_TYPES)
+
+
+def topic_plan(
+    policy: RoutingPolicy, *, topic_prefix: str = ""
+) -> list[tuple[str, int, dict[str, str]]]:
+    """Every topic the pipeline needs, with partitions and config, created before consuming.
+
+    Creating them up front (rather than on first publish) fixes their partition counts and
+    lets the audit's pattern subscription see every topic from its first rebalance.
+    """
+    big = {"max.message.bytes": str(MAX_RECORD_BYTES + 64 * 1024)}
+    plan = [(t.name, t.partitions) for t in FIXED_TOPICS]
+    plan += [(inbox_topic(a.id), 6) for a in policy.agencies]
+    return [(topic_prefix + name, partitions, big) for name, partitions in plan]
+
+
+@dataclass(frozen=True)
+class Wiring:
+    broker: KafkaBroker
+    db: Database
+    logger: logging.Logger
+    policy: RoutingPolicy
+
+
+def wire(settings: Settings, services: Iterable[str]) -> Wiring:
+    """A broker with the routers of `services` included, and the database they share."""
+    wanted = tuple(services)
+    unknown = sorted(set(wanted) - set(SERVICES))
+    if unknown:
+        raise ValueError(f"unknown services {unknown}; known: {SERVICES}")
+    logger = configure_logging(fmt=settings.log_format, level=settings.log_level)
+    broker = create_broker(settings, client_id="casebridge-" + "-".join(wanted), logger=logger)
+    db = Database(settings.database_url)
+    if "intake" in wanted:
+        broker.include_router(
+            intake_router(
+                Intake(broker, SeenEvents(db), topic_prefix=settings.topic_prefix), settings
+            )
+        )
+    policy = load_routing_policy(settings)
+    if "router" in wanted:
+        broker.include_router(
+            router_router(Router(broker, policy, topic_prefix=settings.topic_prefix), settings)
+        )
+    if "audit" in wanted:
+        audit_log = AuditLog(db, consumer=f"{settings.group_prefix}.audit")
+        broker.include_router(
+            audit_router(Auditor(audit_log, topic_prefix=settings.topic_prefix), settings)
+        )
+    return Wiring(broker=broker, db=db, logger=logger, policy=policy)
+
+
+def build_app(*services: str, settings: Settings | None = None) -> FastStream:
+    settings = settings or get_settings()
+    w = wire(settings, services or SERVICES)
+    app = FastStream(w.broker, logger=w.logger)
+
+    @app.on_startup
+    async def _start() -> None:
+        await ensure_topics(
+            settings.kafka_bootstrap, topic_plan(w.policy, topic_prefix=settings.topic_prefix)
+        )
+        await w.db.start()
+
+    @app.after_shutdown
+    async def _stop() -> None:
+        await w.db.close()
+
+    return app

@@ -1,0 +1,125 @@
+"""`casebridge demo`: run the services, publish the scenario as agencies would, show the result.
+
+Assumes Kafka and PostgreSQL are up (`make demo` starts them first). Publishes with a plain
+aiokafka producer and CloudEvents headers, waits until the audit log holds every record the
+scenario should produce, prints where each event went and the audit trail, then stops the
+services (or keeps them running with --keep-running).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from services.bootstrap import SERVICES, build_app
+from services.demo.scenario import AgencyMessage, build_scenario
+from services.runtime.database import asyncpg_dsn
+from services.runtime.migrations import upgrade
+from services.runtime.settings import Settings, get_settings
+
+WAIT_S = 60.0
+
+
+async def publish(settings: Settings, messages: Sequence[AgencyMessage]) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True, acks="all"
+    )
+    await producer.start()
+    try:
+        for m in messages:
+            await producer.send_and_wait(m.topic, m.value, key=m.key, headers=m.headers)
+    finally:
+        await producer.stop()
+
+
+async def _trail(conn: asyncpg.Connection, event_ids: list[str]) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT seq, outcome, event_type, subject, agency, reason_code, kafka_topic,"
+        " attributes->>'cb_priority' AS priority, attributes->>'cb_rule' AS rule,"
+        " attributes->>'ce_causationid' AS cause, event_id"
+        " FROM audit_log WHERE event_id = ANY($1::text[])"
+        " OR attributes->>'ce_causationid' = ANY($1::text[]) ORDER BY seq",
+        event_ids,
+    )
+    return rows
+
+
+def _settled(messages: Sequence[AgencyMessage], rows: Sequence[asyncpg.Record]) -> bool:
+    for m in messages:
+        mine = [r for r in rows if r["event_id"] == m.event_id or r["cause"] == m.event_id]
+        outcomes = {r["outcome"] for r in mine}
+        if m.expect == "routed":
+            routed = [r for r in mine if r["outcome"] == "routed"]
+            if not routed or "delivered" not in outcomes:
+                return False
+        elif "rejected" not in outcomes:
+            return False
+    return True
+
+
+def _print_report(messages: Sequence[AgencyMessage], rows: Sequence[asyncpg.Record]) -> bool:
+    ok = True
+    print("\n== Where each agency message went ==")
+    for m in messages:
+        mine = [r for r in rows if r["event_id"] == m.event_id or r["cause"] == m.event_id]
+        print(f"\n* {m.label}\n  case {m.case_id}, event {m.event_id}")
+        delivered = [r for r in mine if r["outcome"] == "delivered"]
+        rejected = [r for r in mine if r["outcome"] == "rejected"]
+        for r in delivered:
+            print(f"  -> inbox of {r['agency']:<24} priority {r['priority']:<9} rule {r['rule']}")
+        for r in rejected:
+            print(f"  -> DEAD-LETTER, reason {r['reason_code']}")
+        got = (
+            "routed"
+            if delivered and not rejected
+            else (rejected[0]["reason_code"] if rejected else "nothing")
+        )
+        if got != m.expect:
+            ok = False
+            print(f"  !! expected {m.expect}, got {got}")
+    print("\n== Audit trail (append-only, gapless sequence) ==")
+    print(f"{'seq':>6}  {'outcome':<9} {'topic':<44} {'agency':<24} reason")
+    for r in rows:
+        print(
+            f"{r['seq']:>6}  {r['outcome']:<9} {r['kafka_topic']:<44} "
+            f"{(r['agency'] or '-'):<24} {r['reason_code'] or ''}"
+        )
+    return ok
+
+
+async def run_demo(settings: Settings, *, keep_running: bool) -> int:
+    await asyncio.to_thread(upgrade, settings.migration_database_url)
+    app = build_app(*SERVICES, settings=settings)
+    await app.start()
+    try:
+        run = uuid.uuid4().hex[:6].upper()
+        messages = build_scenario(run, topic_prefix=settings.topic_prefix)
+        print(f"CaseBridge demo run {run}: publishing {len(messages)} agency messages")
+        await publish(settings, messages)
+        conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+        try:
+            ids = [m.event_id for m in messages]
+            deadline = time.monotonic() + WAIT_S
+            rows = await _trail(conn, ids)
+            while not _settled(messages, rows) and time.monotonic() < deadline:
+                await asyncio.sleep(0.25)
+                rows = await _trail(conn, ids)
+        finally:
+            await conn.close()
+        ok = _print_report(messages, rows)
+        print("\nDemo result:", "OK" if ok else "FAILED")
+        if keep_running:
+            print("Services keep running (Ctrl-C to stop).")
+            await asyncio.Event().wait()
+        return 0 if ok else 1
+    finally:
+        await app.stop()
+
+
+def main(*, keep_running: bool = False, settings: Settings | None = None) -> int:
+    return asyncio.run(run_demo(settings or get_settings(), keep_running=keep_running))

@@ -1,0 +1,196 @@
+"""The scenario's events, as agency systems would publish them. All data is synthetic.
+
+Built as plain CloudEvents (binary content mode: ce_* headers, JSON value) with no CaseBridge
+code on the publishing side beyond these dicts, to show that any CloudEvents-conformant Kafka
+producer can publish to CaseBridge.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+
+@dataclass(frozen=True)
+class AgencyMessage:
+    """One record an agency publishes: what it is, where it goes, headers and value."""
+
+    label: str
+    topic: str
+    key: bytes
+    headers: list[tuple[str, bytes]]
+    value: bytes
+    event_id: str
+    expect: str = "routed"
+    """`routed`, or the rejection code the demo expects for a bad message."""
+    case_id: str = ""
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def _event(
+    label: str,
+    topic: str,
+    ce_type: str,
+    source: str,
+    data: dict[str, Any],
+    *,
+    expect: str = "routed",
+) -> AgencyMessage:
+    event_id = str(uuid.uuid4())
+    now = datetime.now(UTC).isoformat()
+    headers = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", event_id.encode()),
+        ("ce_source", source.encode()),
+        ("ce_type", ce_type.encode()),
+        ("ce_time", now.encode()),
+        ("ce_subject", data["case_id"].encode()),
+        ("content-type", b"application/json"),
+    ]
+    return AgencyMessage(
+        label=label,
+        topic=topic,
+        key=data["case_id"].encode(),
+        headers=headers,
+        value=orjson.dumps(data),
+        event_id=event_id,
+        expect=expect,
+        case_id=data["case_id"],
+    )
+
+
+def build_scenario(run: str, *, topic_prefix: str = "") -> list[AgencyMessage]:
+    """The demo's five agency messages; `run` makes case ids unique per demo run."""
+    now = datetime.now(UTC).isoformat()
+    referrals = topic_prefix + "casebridge.inbound.referrals"
+    sar_alert = _event(
+        "SAR distress alert (DETRESFA) from a fishing vessel",
+        topic_prefix + "casebridge.inbound.sar",
+        "org.casebridge.sar.alert.v1",
+        "urn:agency:id-rcc-jakarta:sar-console",
+        {
+            "case_id": f"SAR-{run}-01",
+            "reporting_agency": "id-rcc-jakarta",
+            "sitrep_number": 1,
+            "phase": "DETRESFA",
+            "priority": "DISTRESS",
+            "observed_at": now,
+            "position": {"lat": -8.75, "lon": 115.9},
+            "persons_at_risk": 23,
+            "children_reported": True,
+            "vessel_description": "wooden fishing vessel, engine failure, taking water",
+            "assistance_required": "evacuation",
+            "coordinating_rcc": "id-rcc-jakarta",
+            "search_region_country": "ID",
+        },
+    )
+    child = _event(
+        "Child victim referral (age disputed) from the shelter",
+        referrals,
+        "org.casebridge.referral.submitted.v1",
+        "urn:agency:id-shelter-ngo:casework",
+        {
+            "case_id": f"REF-{run}-01",
+            "reporting_agency": "id-shelter-ngo",
+            "referred_at": now,
+            "person": {
+                "given_name": "Synthetic",
+                "family_name": "Person-A",
+                "age_estimate": 16,
+                "age_disputed": True,
+                "gender": "Feminine",
+                "nationality": "MM",
+            },
+            "type_of_exploitation": ["SexualExploitation"],
+            "location_country": "ID",
+            "country_of_exploitation": "ID",
+            "indicators": [
+                {
+                    "dimension": "coercion_at_destination",
+                    "indicator": "confiscation_of_documents",
+                    "strength": "strong",
+                },
+            ],
+            "consent_to_share": False,
+        },
+    )
+    adult = _event(
+        "Adult forced-labour referral from the labour inspectorate",
+        referrals,
+        "org.casebridge.referral.submitted.v1",
+        "urn:agency:id-labour-inspectorate:inspections",
+        {
+            "case_id": f"REF-{run}-02",
+            "reporting_agency": "id-labour-inspectorate",
+            "referred_at": now,
+            "person": {
+                "given_name": "Synthetic",
+                "family_name": "Person-B",
+                "age_estimate": 34,
+                "gender": "Masculine",
+                "nationality": "KH",
+            },
+            "type_of_exploitation": ["ForcedLabour"],
+            "location_country": "ID",
+            "indicators": [
+                {
+                    "dimension": "exploitative_conditions",
+                    "indicator": "excessive_working_hours",
+                    "strength": "medium",
+                },
+                {
+                    "dimension": "coercion_at_destination",
+                    "indicator": "debt_bondage",
+                    "strength": "strong",
+                },
+            ],
+            "methods_of_control": ["DebtBondage", "WithholdsDocuments"],
+            "consent_to_share": True,
+            "adult_consent": True,
+        },
+    )
+    ret = _event(
+        "Return request (voluntary, trafficking victim) to Myanmar",
+        topic_prefix + "casebridge.inbound.returns",
+        "org.casebridge.return.requested.v1",
+        "urn:agency:id-return-programme:avrr",
+        {
+            "case_id": f"RET-{run}-01",
+            "reporting_agency": "id-return-programme",
+            "requested_at": now,
+            "person": {
+                "given_name": "Synthetic",
+                "family_name": "Person-C",
+                "age_estimate": 27,
+                "gender": "Feminine",
+                "nationality": "MM",
+            },
+            "origin_country": "MM",
+            "host_country": "ID",
+            "voluntariness_confirmed": True,
+            "trafficking_victim": True,
+            "receiving_agency": "mm-return-reception",
+            "consent_to_share": True,
+        },
+    )
+    malformed = _event(
+        "Malformed referral: an exploitation type outside the HTCDS vocabulary",
+        referrals,
+        "org.casebridge.referral.submitted.v1",
+        "urn:agency:id-police-aht:records",
+        {
+            "case_id": f"REF-{run}-03",
+            "reporting_agency": "id-police-aht",
+            "referred_at": now,
+            "person": {"age_estimate": 30},
+            "type_of_exploitation": ["Smuggling"],
+            "location_country": "ID",
+            "consent_to_share": False,
+        },
+        expect="INVALID_PAYLOAD",
+    )
+    return [sar_alert, child, adult, ret, malformed]

@@ -1,0 +1,1 @@
+"""Intake: the front door. Validates every inbound event, drops repeats, dead-letters the rest."""

@@ -1,0 +1,1 @@
+"""Router: decides, by a declarative policy, which agencies must act on each valid event."""

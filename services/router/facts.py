@@ -1,0 +1,57 @@
+"""What routing looks at in a validated event: consequences of the payload, not the payload."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiokafka import ConsumerRecord
+
+from schemas.errors import EventRejected, RejectionCode
+from schemas.referral import VictimReferralSubmitted
+from schemas.registry import case_id_of, validate_payload
+from schemas.returns import ReturnRequested
+from schemas.sar import SarAlertReceived
+from services.router.policy import Facts
+from services.runtime.kafka import header_map
+
+
+def facts_of(record: ConsumerRecord[Any, Any]) -> tuple[Facts, str]:
+    """The routing facts of a validated event and its case id.
+
+    The payload is validated again with the same models intake used, so that "child" means
+    exactly one thing everywhere (`involves_child`), not a second reading of raw JSON.
+    """
+    headers = header_map(record)
+    event_type = headers.get("ce_type", b"").decode()
+    try:
+        data = orjson.loads(record.value)
+    except orjson.JSONDecodeError as exc:
+        raise EventRejected(RejectionCode.NOT_JSON, "event value is not JSON") from exc
+    payload = validate_payload(event_type, data)
+    reporter = str(getattr(payload, "reporting_agency", ""))
+    facts = Facts(event_type=event_type, reporting_agency=reporter)
+    if isinstance(payload, VictimReferralSubmitted):
+        facts = Facts(
+            event_type=event_type,
+            reporting_agency=reporter,
+            child=payload.involves_child(),
+            exploitation=frozenset(str(t) for t in payload.type_of_exploitation),
+            country=payload.location_country,
+        )
+    elif isinstance(payload, ReturnRequested):
+        facts = Facts(
+            event_type=event_type,
+            reporting_agency=reporter,
+            country=payload.host_country,
+            origin_country=payload.origin_country,
+        )
+    elif isinstance(payload, SarAlertReceived):
+        facts = Facts(
+            event_type=event_type,
+            reporting_agency=reporter,
+            sar_phase=str(payload.phase),
+            country=payload.search_region_country,
+            coordinating_rcc=payload.coordinating_rcc,
+        )
+    return facts, case_id_of(payload)

@@ -1,0 +1,1 @@
+"""What every CaseBridge service runs on: settings, logging, Kafka, PostgreSQL, delivery."""

@@ -1,0 +1,172 @@
+"""The one broker factory, the subscriber options every batch consumer shares, and topics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import ConsumerRecord
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage, KafkaRouter
+from faststream.message import StreamMessage
+
+from services.runtime.logging import get_logger
+from services.runtime.settings import Settings
+
+_log = get_logger("casebridge.kafka")
+
+
+MAX_RECORD_BYTES = 4 * 1024 * 1024
+"""What CaseBridge itself may publish: a dead-letter record carries a rejected record whole
+(base64), and the broker accepts inbound records up to its default 1 MiB."""
+
+
+def create_broker(settings: Settings, *, client_id: str, logger: logging.Logger) -> KafkaBroker:
+    """A broker whose producer never loses an acknowledged event: idempotent, acks=all."""
+    return KafkaBroker(
+        settings.kafka_bootstrap,
+        client_id=client_id,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=settings.producer_linger_ms,
+        max_batch_size=256 * 1024,
+        max_request_size=MAX_RECORD_BYTES,
+        metadata_max_age_ms=5_000,
+        logger=logger,
+        log_level=logging.DEBUG,
+    )
+
+
+BatchHandler = Callable[[Any, KafkaMessage], Awaitable[None]]
+
+
+def batch_subscriber(
+    router: KafkaRouter,
+    *topics: str,
+    settings: Settings,
+    service: str,
+    description: str,
+    pattern: str | None = None,
+) -> Callable[[BatchHandler], BatchHandler]:
+    """Subscribe a batch handler that commits only after the batch's effects are durable.
+
+    NACK_ON_ERROR: a handler that returns acks (commits) the batch; one that raises is
+    rewound and fetched again. Handlers therefore catch per-message problems themselves
+    (dead-lettering them) and raise only on infrastructure failures, which a retry can heal.
+    The decoder decodes nothing: handlers read `message.raw_message`, so a body that is not
+    JSON reaches the handler (and the dead-letter topic) intact.
+    """
+    subscriber = router.subscriber(
+        *topics,
+        pattern=pattern,
+        batch=True,
+        group_id=f"{settings.group_prefix}.{service}",
+        auto_offset_reset="earliest",
+        max_records=settings.batch_max_records,
+        batch_timeout_ms=settings.batch_timeout_ms,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        max_partition_fetch_bytes=2 * 1024 * 1024,
+        decoder=_no_decoding,
+        title=service,
+        description=description,
+    )
+
+    def register(handler: BatchHandler) -> BatchHandler:
+        subscriber(handler)
+        return handler
+
+    return register
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One record a handler wants published; handlers return these instead of publishing."""
+
+    topic: str
+    value: bytes
+    key: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+async def publish_all(
+    broker: KafkaBroker, records: Sequence[Outgoing], *, topic_prefix: str = ""
+) -> None:
+    """Publish records concurrently and return once the broker has acknowledged every one.
+
+    Raises if any send fails, so that the caller's batch is retried rather than committed.
+    Order per partition is kept: one producer sends a partition's records in call order.
+    """
+    futures = [
+        await broker.publish(
+            r.value, topic_prefix + r.topic, key=r.key, headers=r.headers, no_confirm=True
+        )
+        for r in records
+    ]
+    if futures:
+        await asyncio.gather(*futures)
+
+
+def header_map(record: ConsumerRecord[Any, Any]) -> dict[str, bytes]:
+    """Kafka headers as a dict; the last value wins when a header is repeated."""
+    return {name: value for name, value in (record.headers or ()) if value is not None}
+
+
+def origin_of(record: ConsumerRecord[Any, Any]) -> str:
+    """`topic/partition/offset`: where a record sits, a stable name for it."""
+    return f"{record.topic}/{record.partition}/{record.offset}"
+
+
+async def ensure_topics(bootstrap: str, topics: Iterable[tuple[str, int, dict[str, str]]]) -> None:
+    """Create topics (name, partitions, config); existing topics are left as they are."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(name, num_partitions=partitions, replication_factor=1, topic_configs=config)
+            for name, partitions, config in topics
+            if name not in existing
+        ]
+        if wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(wanted)
+    finally:
+        await admin.close()
+
+
+async def _no_decoding(_: StreamMessage[Any]) -> None:
+    return
+
+
+def batch_of(message: KafkaMessage) -> Sequence[ConsumerRecord[Any, Any]]:
+    """The records of a batch message (the test broker hands a list, the real one a tuple)."""
+    raw = message.raw_message
+    return raw if isinstance(raw, tuple | list) else (raw,)
+
+
+async def handle_batch(
+    process: Callable[[Sequence[ConsumerRecord[Any, Any]]], Awaitable[None]],
+    message: KafkaMessage,
+    *,
+    service: str,
+    pause_s: float,
+) -> None:
+    """Run `process` on a batch; on failure pause, then re-raise so the batch is fetched again.
+
+    Only infrastructure failures get here (per-record problems are dead-lettered inside
+    `process`), and those heal with time: the pause keeps a database outage from turning
+    into a hot loop of refetches, and nothing is committed meanwhile.
+    """
+    records = batch_of(message)
+    try:
+        await process(records)
+    except Exception:
+        _log.exception("batch failed; it will be retried", service=service, records=len(records))
+        await asyncio.sleep(pause_s)
+        raise

@@ -1,0 +1,1 @@
+"""Test support: the real stack, services as processes, and Kafka/PostgreSQL probes."""

@@ -1,0 +1,107 @@
+"""A real Kafka broker and PostgreSQL server for one test session, on free ports.
+
+Started by the project's own infra/stack.sh into a temporary run directory and torn down
+afterwards. Set CASEBRIDGE_TEST_STACK=dev to reuse the developer's running stack (default
+ports) instead, for quick iterations.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from services.runtime.database import asyncpg_dsn
+from services.runtime.migrations import upgrade
+from services.runtime.settings import REPO_ROOT, Settings
+
+STACK_SH = REPO_ROOT / "infra" / "stack.sh"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class Stack:
+    kafka_bootstrap: str
+    pg_port: int
+    run_dir: Path
+    env: dict[str, str]
+    owned: bool
+
+    def url(self, role: str, database: str = "casebridge") -> str:
+        return f"postgresql+asyncpg://{role}@127.0.0.1:{self.pg_port}/{database}"
+
+    def settings(self, *, database: str = "casebridge", **overrides: object) -> Settings:
+        """Settings for services under test; each test passes its own topic/group prefix."""
+        values: dict[str, object] = {
+            "kafka_bootstrap": self.kafka_bootstrap,
+            "database_url": self.url("casebridge_app", database),
+            "migration_database_url": self.url("casebridge_owner", database),
+            "log_format": "json",
+            "retry_backoff_s": 0.2,
+        }
+        values.update(overrides)
+        return Settings(**values)  # type: ignore[arg-type]
+
+    def service_env(self, settings: Settings) -> dict[str, str]:
+        """The environment that makes a service process use `settings`."""
+        env = dict(os.environ)
+        for name, value in settings.model_dump().items():
+            env[f"CASEBRIDGE_{name.upper()}"] = str(value)
+        return env
+
+    async def create_database(self) -> str:
+        """A new, migrated database, for tests that must not share audit state."""
+        name = f"cb_{uuid.uuid4().hex[:12]}"
+        conn = await asyncpg.connect(asyncpg_dsn(self.url("casebridge_owner")))
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}" OWNER casebridge_owner')
+        finally:
+            await conn.close()
+        upgrade(self.url("casebridge_owner", name))
+        return name
+
+
+def start_stack() -> Stack:
+    if os.environ.get("CASEBRIDGE_TEST_STACK") == "dev":
+        env = dict(os.environ)
+        stack = Stack("127.0.0.1:19092", 15432, REPO_ROOT / ".run", env, owned=False)
+    else:
+        run_dir = Path(tempfile.mkdtemp(prefix="cb-test-"))
+        run_dir.chmod(0o755)
+        env = dict(os.environ)
+        env.update(
+            CASEBRIDGE_RUN_DIR=str(run_dir),
+            KAFKA_PORT=str(free_port()),
+            KAFKA_CONTROLLER_PORT=str(free_port()),
+            PG_PORT=str(free_port()),
+        )
+        subprocess.run([str(STACK_SH), "up"], env=env, check=True, stdout=subprocess.DEVNULL)
+        stack = Stack(
+            f"127.0.0.1:{env['KAFKA_PORT']}", int(env["PG_PORT"]), run_dir, env, owned=True
+        )
+    upgrade(stack.url("casebridge_owner"))
+    return stack
+
+
+def stop_stack(stack: Stack) -> None:
+    if not stack.owned:
+        return
+    try:
+        subprocess.run(
+            [str(STACK_SH), "down"], env=stack.env, check=False, stdout=subprocess.DEVNULL
+        )
+    finally:
+        shutil.rmtree(stack.run_dir, ignore_errors=True)
