@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -84,6 +85,7 @@ class AuditLog:
                 for r in records
                 if r.kafka_offset >= stored.get((r.kafka_topic, r.kafka_partition), 0)
             ]
+            fresh = await _first_copies(conn, fresh)
             if not fresh:
                 return []
             recorded_at = datetime.now(UTC)
@@ -130,6 +132,51 @@ class AuditLog:
                 "UPDATE audit_head SET next_seq = $1 WHERE id = 1", next_seq + len(entries)
             )
         return entries
+
+
+_CLAIM_EMITTED = """
+INSERT INTO audit_emitted (kafka_topic, event_source, event_id)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+ON CONFLICT DO NOTHING
+RETURNING kafka_topic, event_source, event_id
+"""
+
+
+async def _first_copies(conn: Any, records: list[AuditRecord]) -> list[AuditRecord]:
+    """Drop re-published copies of records CaseBridge emitted (same topic, source and id).
+
+    Inbound records ("received") are kept whatever their id: a repeat from an agency is a
+    distinct record, and intake dead-letters it, so the log must show both.
+    """
+    identities = [i for i in map(_identity, records) if i is not None]
+    if not identities:
+        return records
+    claimed = {
+        (row[0], row[1], row[2])
+        for row in await conn.fetch(
+            _CLAIM_EMITTED,
+            [i[0] for i in identities],
+            [i[1] for i in identities],
+            [i[2] for i in identities],
+        )
+    }
+    kept: list[AuditRecord] = []
+    for r in records:
+        identity = _identity(r)
+        if identity is None:
+            kept.append(r)
+        elif identity in claimed:
+            claimed.discard(identity)  # a second copy within this batch is dropped too
+            kept.append(r)
+    return kept
+
+
+def _identity(r: AuditRecord) -> tuple[str, str, str] | None:
+    """The record's own CloudEvents identity on its topic, for records CaseBridge emitted."""
+    own_id = r.attributes.get("ce_id", "")
+    if r.outcome == "received" or not own_id:
+        return None
+    return (r.kafka_topic, r.attributes.get("ce_source", ""), own_id)
 
 
 def _attributes_json(attributes: dict[str, str]) -> str:

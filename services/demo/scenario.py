@@ -68,13 +68,13 @@ def build_scenario(run: str, *, topic_prefix: str = "") -> list[AgencyMessage]:
     now = datetime.now(UTC).isoformat()
     referrals = topic_prefix + "casebridge.inbound.referrals"
     sar_alert = _event(
-        "SAR distress alert (DETRESFA) from a fishing vessel",
+        "SAR distress alert (DETRESFA) relayed by the Australian JRCC",
         topic_prefix + "casebridge.inbound.sar",
         "org.casebridge.sar.alert.v1",
-        "urn:agency:id-rcc-jakarta:sar-console",
+        "urn:agency:au-jrcc:sar-console",
         {
             "case_id": f"SAR-{run}-01",
-            "reporting_agency": "id-rcc-jakarta",
+            "reporting_agency": "au-jrcc",
             "sitrep_number": 1,
             "phase": "DETRESFA",
             "priority": "DISTRESS",

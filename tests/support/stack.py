@@ -7,6 +7,7 @@ ports) instead, for quick iterations.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -65,12 +66,12 @@ class Stack:
     async def create_database(self) -> str:
         """A new, migrated database, for tests that must not share audit state."""
         name = f"cb_{uuid.uuid4().hex[:12]}"
-        conn = await asyncpg.connect(asyncpg_dsn(self.url("casebridge_owner")))
+        conn = await asyncpg.connect(asyncpg_dsn(self.url("postgres", "postgres")))
         try:
             await conn.execute(f'CREATE DATABASE "{name}" OWNER casebridge_owner')
         finally:
             await conn.close()
-        upgrade(self.url("casebridge_owner", name))
+        await asyncio.to_thread(upgrade, self.url("casebridge_owner", name))
         return name
 
 

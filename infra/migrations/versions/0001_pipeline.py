@@ -36,6 +36,19 @@ def _months() -> list[tuple[str, str, str]]:
     return out
 
 
+AUDIT_EMITTED = """
+    CREATE TABLE audit_emitted (
+        kafka_topic  text NOT NULL,
+        event_source text NOT NULL,
+        event_id     text NOT NULL,
+        PRIMARY KEY (kafka_topic, event_source, event_id)
+    )"""
+"""Identities of records CaseBridge itself published. After a crash a service may publish a
+record again (at-least-once), always under the same deterministic id; the audit log keeps
+the first copy only. Inbound records are deduplicated by position instead: an agency sending
+an event twice is a fact the log must show."""
+
+
 def upgrade() -> None:
     op.execute("""
     CREATE TABLE intake_seen_event (
@@ -103,6 +116,7 @@ def upgrade() -> None:
         next_offset     bigint  NOT NULL,
         PRIMARY KEY (consumer, kafka_topic, kafka_partition)
     )""")
+    op.execute(AUDIT_EMITTED)
     op.execute("""
     DO $$ BEGIN
         IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'casebridge_app') THEN
@@ -113,10 +127,11 @@ def upgrade() -> None:
     op.execute("GRANT SELECT, INSERT ON audit_log TO casebridge_app")
     op.execute("GRANT SELECT, INSERT ON intake_seen_event TO casebridge_app")
     op.execute("GRANT SELECT, UPDATE ON audit_head TO casebridge_app")
+    op.execute("GRANT SELECT, INSERT ON audit_emitted TO casebridge_app")
     op.execute("GRANT SELECT, INSERT, UPDATE ON audit_consumer_offset TO casebridge_app")
 
 
 def downgrade() -> None:
-    for table in ("audit_consumer_offset", "audit_head", "audit_log", "intake_seen_event"):
+    for table in ("audit_emitted", "audit_consumer_offset", "audit_head", "audit_log", "intake_seen_event"):
         op.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
     op.execute("DROP FUNCTION IF EXISTS audit_log_is_append_only()")

@@ -1,0 +1,39 @@
+# The few commands a person runs. See README.md.
+SHELL := /bin/bash
+PY := .venv/bin/python
+
+.PHONY: setup demo test bench bench-audit lint up down generate
+
+setup:
+	@infra/setup.sh
+
+## The whole system plus the demo scenario; set KEEP_RUNNING=1 to leave it running.
+demo: setup
+	@infra/stack.sh up >/dev/null
+	@trap '[[ -n "$$KEEP_RUNNING" ]] || infra/stack.sh down >/dev/null' EXIT; \
+	  CASEBRIDGE_LOG_LEVEL=$${CASEBRIDGE_LOG_LEVEL:-WARNING} CASEBRIDGE_LOG_FORMAT=$${CASEBRIDGE_LOG_FORMAT:-console} \
+	  .venv/bin/casebridge demo $${KEEP_RUNNING:+--keep-running}
+
+## The full test suite; it starts its own Kafka and PostgreSQL on free ports.
+test: setup
+	@$(PY) -m pytest -q
+
+bench: setup
+	@infra/stack.sh up >/dev/null
+	@$(PY) -m benchmarks.pipeline
+
+bench-audit: setup
+	@infra/stack.sh up >/dev/null
+	@$(PY) -m benchmarks.audit_scale
+
+lint: setup
+	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy --strict services schemas
+
+generate: setup
+	@$(PY) -m schemas.generate
+
+up: setup
+	@infra/stack.sh up
+
+down:
+	@infra/stack.sh down

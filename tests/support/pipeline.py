@@ -1,0 +1,139 @@
+"""Running CaseBridge services against the real stack, publishing, and reading results."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+
+from services.bootstrap import build_app
+from services.runtime.database import asyncpg_dsn
+from services.runtime.settings import REPO_ROOT, Settings
+from tests.support.stack import Stack
+
+T = TypeVar("T")
+
+
+@asynccontextmanager
+async def running(settings: Settings, *services: str) -> AsyncIterator[None]:
+    """Services in this process (one broker), as `casebridge run` would run them."""
+    app = build_app(*services, settings=settings)
+    await app.start()
+    try:
+        yield
+    finally:
+        await app.stop()
+
+
+class ServiceProcess:
+    """A service in its own OS process, so a test can SIGKILL it like a crash would."""
+
+    def __init__(self, stack: Stack, settings: Settings, *services: str) -> None:
+        self._cmd = [sys.executable, "-m", "services.cli", "run", "--services", ",".join(services)]
+        self._env = stack.service_env(settings)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv
+            self._cmd, env=self._env, cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    value: bytes | None
+    key: bytes | None = None
+    headers: Sequence[tuple[str, bytes]] = ()
+
+
+async def publish(settings: Settings, records: Sequence[Record]) -> None:
+    """Publish as an agency would: a plain idempotent aiokafka producer."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True, acks="all",
+        max_request_size=2 * 1024 * 1024,
+    )
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(
+                settings.topic_prefix + r.topic, r.value, key=r.key, headers=list(r.headers)
+            )
+            for r in records
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def wait_for(
+    probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], *, timeout: float = 30.0
+) -> T:
+    """Poll `probe` until `done(result)`; return the last result (the caller asserts on it)."""
+    deadline = time.monotonic() + timeout
+    result = await probe()
+    while not done(result) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        result = await probe()
+    return result
+
+
+async def read_topic(
+    settings: Settings, topic: str, *, idle_s: float = 1.0
+) -> list[ConsumerRecord[Any, Any]]:
+    """Every record on a topic (all partitions, from the start) until it has been idle."""
+    consumer = AIOKafkaConsumer(
+        settings.topic_prefix + topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    out: list[ConsumerRecord[Any, Any]] = []
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=int(idle_s * 1000), max_records=5000)
+            if not batch:
+                return out
+            for records in batch.values():
+                out.extend(records)
+    finally:
+        await consumer.stop()
+
+
+async def audit_rows(settings: Settings, sql_where: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    try:
+        rows: list[asyncpg.Record] = await conn.fetch(
+            "SELECT seq, event_id, event_source, event_type, subject, agency, outcome,"
+            " reason_code, kafka_topic, kafka_partition, kafka_offset, attributes::text AS attrs"
+            f" FROM audit_log WHERE {sql_where} ORDER BY seq",
+            *args,
+        )
+        return rows
+    finally:
+        await conn.close()
