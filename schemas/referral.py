@@ -1,0 +1,86 @@
+"""Victim-identification referrals: an agency refers a presumed victim of trafficking.
+
+Vocabularies are HTCDS 2.0 (exploitation, status, control, recruitment) and the ILO/EC 2009
+operational indicators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StrictBool
+
+from schemas.common import (
+    CountryCode,
+    EventPayload,
+    PersonRef,
+    StrictModel,
+    Timestamp,
+    Token,
+    UniqueTuple,
+)
+from schemas.vocab import (
+    DecisionMakingOrg,
+    IndicatorDimension,
+    IndicatorStrength,
+    MethodOfControl,
+    RecruitmentMethod,
+    TraffickingStatus,
+    TypeOfExploitation,
+)
+
+__all__ = [
+    "EVENT_TYPES",
+    "REFERRAL_SUBMITTED",
+    "IndicatorHit",
+    "VictimReferralSubmitted",
+]
+
+REFERRAL_SUBMITTED = "org.casebridge.referral.submitted.v1"
+
+MAX_INDICATORS = 64
+
+
+class IndicatorHit(StrictModel):
+    """One ILO/EC indicator observed at screening, with its grading."""
+
+    dimension: IndicatorDimension
+    indicator: Token
+    """Indicator code, e.g. ``deception_about_wages`` (a code, not free text)."""
+    strength: IndicatorStrength
+
+
+class VictimReferralSubmitted(EventPayload):
+    """A first referral of a presumed victim by a screening agency."""
+
+    referred_at: Timestamp
+    """When the referral was made; ages are judged on this date."""
+    person: PersonRef
+    type_of_exploitation: Annotated[
+        UniqueTuple[TypeOfExploitation], Field(max_length=len(TypeOfExploitation))
+    ] = ()
+    """HTCDS vic_TypeOfExploitation; empty when not yet known."""
+    country_of_exploitation: CountryCode | None = None
+    location_country: CountryCode
+    """Where the person is now: decides which national agencies are involved."""
+    indicators: Annotated[UniqueTuple[IndicatorHit], Field(max_length=MAX_INDICATORS)] = ()
+    trafficking_status: TraffickingStatus = TraffickingStatus.PossibleVictimOfTrafficking
+    status_decided_by: DecisionMakingOrg | None = None
+    methods_of_control: Annotated[
+        UniqueTuple[MethodOfControl], Field(max_length=len(MethodOfControl))
+    ] = ()
+    recruitment_methods: Annotated[
+        UniqueTuple[RecruitmentMethod], Field(max_length=len(RecruitmentMethod))
+    ] = ()
+    consent_to_share: StrictBool
+    """Informed consent to share with other agencies; may later be withdrawn."""
+    adult_consent: StrictBool | None = None
+    """An adult's consent to enter the referral mechanism; None for children or not asked."""
+
+    def involves_child(self) -> bool:
+        """Under 18 on the referral date, age disputed, or age unknown (presumed a child)."""
+        return self.person.is_child_on(self.referred_at.date())
+
+
+EVENT_TYPES: Mapping[str, type[BaseModel]] = {REFERRAL_SUBMITTED: VictimReferralSubmitted}
