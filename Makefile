@@ -30,7 +30,7 @@ lint: setup
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy --strict services schemas
 
 generate: setup
-	@$(PY) -m schemas.generate
+	@$(PY) -m schemas.generate && $(PY) -m services.asyncapi
 
 up: setup
 	@infra/stack.sh up

@@ -295,6 +295,10 @@ def decode_kafka_record(
         except UnicodeDecodeError:
             raise _invalid(f"header {_ATTRIBUTE_HEADERS[attr]} is not UTF-8") from None
 
+    if attrs.get("datacontenttype") == "":
+        # Some producers (FastStream's among them) send an empty content-type for a bytes
+        # body; datacontenttype is optional, so empty means absent, i.e. JSON.
+        del attrs["datacontenttype"]
     content_type = attrs.get("datacontenttype")
     if content_type is not None and content_type[:23].lower() == "application/cloudevents":
         return _decode_structured(content_type, value)

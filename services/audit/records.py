@@ -20,6 +20,7 @@ from schemas.topics import DEADLETTER, ROUTING_DECISIONS
 _INBOX = "casebridge.inbox."
 _UPDATES = "casebridge.updates."
 _INBOUND = "casebridge.inbound."
+_QUERIES = "casebridge.audit.queries"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,8 @@ def describe(record: ConsumerRecord[Any, Any], *, topic_prefix: str = "") -> Aud
         outcome = "routed"
     elif topic.startswith(_INBOX):
         outcome, agency = "delivered", topic.removeprefix(_INBOX)
+    elif topic == _QUERIES:
+        outcome = "query"
     elif topic.startswith(_UPDATES):
         outcome, agency = "published", topic.removeprefix(_UPDATES)
     elif topic.startswith(_INBOUND):

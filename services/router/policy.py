@@ -20,7 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from schemas.priorities import MinisterialPriority
 from schemas.vocab import AgencyKind
 
-AgencyIdStr = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+AgencyIdStr = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
+"""Lower-case letters, digits and '-': an agency id names its inbox topic, and Kafka treats
+'.' and '_' in topic names as colliding."""
 
 
 class Priority(StrEnum):
@@ -219,9 +221,7 @@ def route(policy: RoutingPolicy, facts: Facts) -> Route:
                 best[agency] = Delivery(agency, rule.priority, rule.name)
     best.pop(facts.reporting_agency, None)
     if not best:
-        best = {
-            a: Delivery(a, Priority.NORMAL, "default-route")
-            for a in policy.default_route
-            if a != facts.reporting_agency
-        }
+        # The default route applies even to its own members: an event nobody else must act
+        # on still lands with the coordinator, never with no one.
+        best = {a: Delivery(a, Priority.NORMAL, "default-route") for a in policy.default_route}
     return Route(tuple(matched), tuple(sorted(best.values(), key=lambda d: d.agency)))

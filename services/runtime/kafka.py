@@ -108,8 +108,9 @@ async def publish_all(
         )
         for r in records
     ]
-    if futures:
-        await asyncio.gather(*futures)
+    pending = [f for f in futures if f is not None]  # the test broker confirms inline
+    if pending:
+        await asyncio.gather(*pending)
 
 
 def header_map(record: ConsumerRecord[Any, Any]) -> dict[str, bytes]:

@@ -1,0 +1,1 @@
+"""Tamper-evident audit log: Merkle tree, canonical leaves, signed tree heads, verification."""

@@ -1,0 +1,172 @@
+"""describe(): what the audit log says a Kafka record is, by the topic it was read from."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import ConsumerRecord
+
+from schemas.topics import DEADLETTER, ROUTING_DECISIONS
+from services.audit.records import describe
+
+EVENT_HEADERS: list[tuple[str, bytes | None]] = [
+    ("ce_id", b"evt-1"),
+    ("ce_source", b"urn:agency:id-shelter-ngo:casework"),
+    ("ce_type", b"org.casebridge.referral.submitted.v1"),
+    ("ce_subject", b"REF-1"),
+    ("content-type", b"application/json"),
+    ("correlation_id", b"faststream-internal"),
+    ("cb_origin", b"casebridge.inbound.referrals/0/7"),
+]
+PAYLOAD = orjson.dumps(
+    {"case_id": "REF-1", "reporting_agency": "id-shelter-ngo", "person": {"given_name": "A"}}
+)
+
+
+def record(
+    topic: str,
+    *,
+    value: bytes | None = PAYLOAD,
+    headers: list[tuple[str, bytes | None]] | None = None,
+    key: bytes | None = b"REF-1",
+) -> ConsumerRecord[Any, Any]:
+    return ConsumerRecord(
+        topic=topic,
+        partition=3,
+        offset=99,
+        timestamp=1_700_000_000_000,
+        timestamp_type=0,
+        key=key,
+        value=value,
+        checksum=None,
+        serialized_key_size=0,
+        serialized_value_size=0,
+        headers=EVENT_HEADERS if headers is None else headers,
+    )
+
+
+DEAD_HEADERS: list[tuple[str, bytes | None]] = [
+    ("ce_id", b"dl-1"),
+    ("ce_source", b"casebridge/intake"),
+    ("ce_type", b"org.casebridge.deadletter.v1"),
+    ("ce_subject", b"evt-9"),
+    ("cb_error_code", b"INVALID_PAYLOAD"),
+    ("cb_original_id", b"evt-9"),
+    ("cb_original_source", b"urn:agency:id-police-aht:records"),
+    ("cb_original_type", b"org.casebridge.referral.submitted.v1"),
+]
+
+# topic -> (outcome, agency, reason)
+KINDS = {
+    "casebridge.inbound.referrals": ("received", "id-shelter-ngo", None),
+    ROUTING_DECISIONS.name: ("routed", "id-shelter-ngo", None),
+    "casebridge.inbox.id-child-protection": ("delivered", "id-child-protection", None),
+    "casebridge.updates.th-police-aht": ("published", "th-police-aht", None),
+    "casebridge.cases.events": ("published", "id-shelter-ngo", None),
+}
+
+
+@pytest.mark.parametrize(("topic", "expected"), KINDS.items(), ids=KINDS.keys())
+def test_outcome_and_agency_follow_the_topic(topic: str, expected: tuple[Any, ...]) -> None:
+    r = describe(record(topic))
+    assert (r.outcome, r.agency, r.reason_code) == expected
+    assert (r.event_id, r.event_source, r.event_type, r.subject) == (
+        "evt-1",
+        "urn:agency:id-shelter-ngo:casework",
+        "org.casebridge.referral.submitted.v1",
+        "REF-1",
+    )
+    assert (r.kafka_topic, r.kafka_partition, r.kafka_offset) == (topic, 3, 99)
+
+
+def test_audit_query_is_recorded_as_a_query() -> None:
+    assert describe(record("casebridge.audit.queries")).outcome == "query"
+
+
+def test_dead_letter_is_rejected_with_the_reason_and_the_original_identity() -> None:
+    body = orjson.dumps({"error": {"code": "INVALID_PAYLOAD"}, "rejected_by": "intake"})
+    r = describe(record(DEADLETTER.name, headers=DEAD_HEADERS, value=body))
+    assert r.outcome == "rejected"
+    assert r.reason_code == "INVALID_PAYLOAD"
+    assert (r.event_id, r.event_source, r.event_type) == (
+        "evt-9",
+        "urn:agency:id-police-aht:records",
+        "org.casebridge.referral.submitted.v1",
+    )
+    assert r.subject == "REF-1"  # the record key (case id), not the dead-letter's ce_subject
+    assert r.agency is None
+
+
+def test_dead_letter_without_original_identity_keeps_its_own() -> None:
+    headers = [h for h in DEAD_HEADERS if not h[0].startswith("cb_original")]
+    r = describe(record(DEADLETTER.name, headers=headers, value=b"{}"))
+    assert (r.event_id, r.event_source) == ("dl-1", "casebridge/intake")
+
+
+def test_topic_prefix_is_ignored_for_classification_but_kept_in_the_row() -> None:
+    topic = "t1234." + DEADLETTER.name
+    r = describe(record(topic, headers=DEAD_HEADERS), topic_prefix="t1234.")
+    assert r.outcome == "rejected"
+    assert r.kafka_topic == topic
+    r = describe(record("t1234.casebridge.inbox.au-jrcc"), topic_prefix="t1234.")
+    assert (r.outcome, r.agency) == ("delivered", "au-jrcc")
+
+
+def test_payload_digest_is_sha256_of_the_raw_value() -> None:
+    r = describe(record("casebridge.inbound.referrals"))
+    assert r.payload_digest == hashlib.sha256(PAYLOAD).digest()
+    assert r.raw_value == PAYLOAD
+    assert r.payload_json == PAYLOAD.decode()
+
+
+def test_null_value_digests_as_empty() -> None:
+    r = describe(record("casebridge.inbound.referrals", value=None))
+    assert r.payload_digest == hashlib.sha256(b"").digest()
+    assert r.raw_value is None
+    assert r.payload_json is None
+    assert r.agency is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"\x00\x01 binary", b'{"case_id": "REF-1", ', b'{"a": "\xff"}', b'{"a": "\\u0000"}'],
+    ids=["binary", "truncated JSON", "not UTF-8", "NUL escape"],
+)
+def test_value_postgres_cannot_store_as_jsonb_keeps_its_raw_bytes(value: bytes) -> None:
+    r = describe(record("casebridge.inbound.referrals", value=value))
+    assert r.payload_json is None
+    assert r.raw_value == value
+    assert r.payload_digest == hashlib.sha256(value).digest()
+
+
+def test_only_cloudevents_and_casebridge_headers_are_kept_bounded() -> None:
+    headers = [*EVENT_HEADERS, ("cb_note", b"n" * 5000), ("x-trace", b"t"), ("ce_bad", None)]
+    r = describe(record("casebridge.inbound.referrals", headers=headers))
+    assert set(r.attributes) == {
+        "ce_id",
+        "ce_source",
+        "ce_type",
+        "ce_subject",
+        "content-type",
+        "cb_origin",
+        "cb_note",
+        "ce_bad",
+    }
+    assert len(r.attributes["cb_note"]) == 1024
+    assert r.attributes["ce_bad"] == ""
+
+
+def test_subject_falls_back_to_the_key() -> None:
+    headers = [h for h in EVENT_HEADERS if h[0] != "ce_subject"]
+    assert describe(record("casebridge.inbound.sar", headers=headers)).subject == "REF-1"
+    assert describe(record("casebridge.inbound.sar", headers=headers, key=None)).subject is None
+
+
+def test_reporting_agency_is_bounded_and_must_be_text() -> None:
+    long = orjson.dumps({"reporting_agency": "a" * 500})
+    assert describe(record("casebridge.inbound.sar", value=long)).agency == "a" * 64
+    odd = orjson.dumps({"reporting_agency": ["not", "text"]})
+    assert describe(record("casebridge.inbound.sar", value=odd)).agency is None
