@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -40,17 +41,18 @@ async def _probe(bootstrap: str, request_timeout_s: float) -> str | None:
     try:
         await asyncio.wait_for(admin.start(), timeout=request_timeout_s)
         cluster = await asyncio.wait_for(admin.describe_cluster(), timeout=request_timeout_s)
-    except Exception:  # noqa: BLE001 - any failure means "not ready yet"
+    except Exception:
         return None
     finally:
-        try:
+        with contextlib.suppress(Exception):  # a probe that cannot close cleanly still answered
             await asyncio.wait_for(admin.close(), timeout=request_timeout_s)
-        except Exception:  # noqa: BLE001
-            pass
     brokers = cluster.get("brokers") or []
     if not brokers:
         return None
-    return f"cluster_id={cluster.get('cluster_id')} brokers={len(brokers)} controller={cluster.get('controller_id')}"
+    return (
+        f"cluster_id={cluster.get('cluster_id')} brokers={len(brokers)}"
+        f" controller={cluster.get('controller_id')}"
+    )
 
 
 async def _main(args: argparse.Namespace) -> int:

@@ -105,7 +105,16 @@ def _format_time(value: datetime) -> str:
     """RFC 3339, UTC, always six fractional digits and ``Z``: one spelling per instant."""
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    # %-formatting is about twice as fast as isoformat() here, and this runs once per leaf.
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
+    )
 
 
 def encode_leaf(entry: AuditEntry) -> bytes:

@@ -142,9 +142,11 @@ def verify_log(
 ) -> VerificationReport:
     """Check that ``entries`` (in seq order, starting at 0) are the log ``sth`` commits to.
 
-    Heads in ``earlier_sths`` that do not verify under ``public_key`` or are larger than
-    ``sth.tree_size`` are ignored.  Costs one pass of encoding and hashing; a Merkle tree of
-    the recomputed leaves is built only when extra evidence is supplied.
+    Heads in ``earlier_sths`` that do not verify under ``public_key``, or are larger than the
+    number of entries hashed (``sth.tree_size``, or the position of a sequence break), are
+    ignored.  Costs one pass of encoding and hashing; a Merkle tree of the recomputed leaves is
+    kept only when earlier heads need prefix roots, and ``leaf_hashes`` is only examined when
+    something is wrong.  Never raises for bad input data; every failure is a report.
     """
     size = sth.tree_size
 

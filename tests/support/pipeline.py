@@ -42,7 +42,7 @@ class ServiceProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv
+        self.proc = subprocess.Popen(
             self._cmd, env=self._env, cwd=REPO_ROOT,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
@@ -90,10 +90,10 @@ async def publish(settings: Settings, records: Sequence[Record]) -> None:
 
 
 async def wait_for(
-    probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], *, timeout: float = 30.0
+    probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], *, within_s: float = 30.0
 ) -> T:
     """Poll `probe` until `done(result)`; return the last result (the caller asserts on it)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within_s
     result = await probe()
     while not done(result) and time.monotonic() < deadline:
         await asyncio.sleep(0.2)

@@ -132,6 +132,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("audit_emitted", "audit_consumer_offset", "audit_head", "audit_log", "intake_seen_event"):
+    tables = ("audit_emitted", "audit_consumer_offset", "audit_head", "audit_log")
+    for table in (*tables, "intake_seen_event"):
         op.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
     op.execute("DROP FUNCTION IF EXISTS audit_log_is_append_only()")

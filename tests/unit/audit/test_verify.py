@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -124,7 +125,7 @@ def test_bad_signature() -> None:
 
 # --- tampering -----------------------------------------------------------------------------
 
-FIELD_CHANGES = {
+FIELD_CHANGES: dict[str, Any] = {
     "event_id": "evt-forged",
     "event_type": "referral.withdrawn",
     "subject": None,
