@@ -7,6 +7,7 @@ from typing import Any
 
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker, KafkaMessage, KafkaRouter
+from structlog.contextvars import bound_contextvars
 
 from schemas.errors import EventRejected, RejectionCode
 from schemas.topics import INBOUND_TOPICS
@@ -17,8 +18,8 @@ from services.runtime.kafka import (
     Outgoing,
     batch_subscriber,
     handle_batch,
-    origin_of,
     publish_all,
+    record_ids,
 )
 from services.runtime.logging import get_logger
 from services.runtime.settings import Settings
@@ -63,14 +64,9 @@ class Intake:
 
     @staticmethod
     def _reject(record: ConsumerRecord[Any, Any], error: EventRejected) -> Outgoing:
-        out = dead_letter(record, error, rejected_by=SERVICE)
-        log.warning(
-            "event rejected",
-            reason=str(error.code),
-            event_id=out.headers["cb_original_id"] or None,
-            origin=origin_of(record),
-        )
-        return out
+        with bound_contextvars(**record_ids(record)):
+            log.warning("event rejected", reason=str(error.code))
+        return dead_letter(record, error, rejected_by=SERVICE)
 
 
 def build_router(intake: Intake, settings: Settings) -> KafkaRouter:

@@ -7,6 +7,7 @@ from typing import Any
 
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker, KafkaMessage, KafkaRouter
+from structlog.contextvars import bound_contextvars
 
 from schemas.errors import EventRejected
 from schemas.topics import EVENTS_VALID
@@ -18,8 +19,8 @@ from services.runtime.kafka import (
     Outgoing,
     batch_subscriber,
     handle_batch,
-    origin_of,
     publish_all,
+    record_ids,
 )
 from services.runtime.logging import get_logger
 from services.runtime.settings import Settings
@@ -44,9 +45,8 @@ class Router:
             except EventRejected as error:
                 # Intake validated this event; a failure here means the contract moved under
                 # a running system. Dead-letter it rather than stall the partition.
-                log.error(
-                    "valid event failed routing", reason=str(error.code), origin=origin_of(record)
-                )
+                with bound_contextvars(**record_ids(record)):
+                    log.error("valid event failed routing", reason=str(error.code))
                 outgoing.append(dead_letter(record, error, rejected_by=SERVICE))
                 continue
             outgoing += routing_records(

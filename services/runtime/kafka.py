@@ -171,3 +171,24 @@ async def handle_batch(
         _log.exception("batch failed; it will be retried", service=service, records=len(records))
         await asyncio.sleep(pause_s)
         raise
+
+
+def record_ids(record: ConsumerRecord[Any, Any]) -> dict[str, str | None]:
+    """The identifiers a log line about one record carries: never its value.
+
+    Bound per record (`structlog.contextvars.bound_contextvars(**record_ids(r))`) so every
+    line logged while handling it names the event, the case and the correlation chain.
+    """
+    headers = header_map(record)
+
+    def text(name: str) -> str | None:
+        raw = headers.get(name)
+        return raw.decode("utf-8", "replace")[:256] if raw else None
+
+    key = record.key
+    return {
+        "event_id": text("ce_id"),
+        "case_id": key.decode("utf-8", "replace")[:64] if key else None,
+        "correlation_id": text("ce_correlationid") or text("ce_id"),
+        "origin": origin_of(record),
+    }

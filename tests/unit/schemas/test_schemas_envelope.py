@@ -8,7 +8,6 @@ import pickle
 from typing import Any
 
 import pytest
-from schema_samples import REFERRAL, new_envelope, sample
 
 from schemas.envelope import (
     MAX_VALUE_BYTES,
@@ -20,6 +19,7 @@ from schemas.envelope import (
 from schemas.errors import EventRejected, RejectionCode
 from schemas.referral import REFERRAL_SUBMITTED
 from schemas.vocab import DataClassification
+from tests.unit.schemas.schema_samples import REFERRAL, new_envelope, sample
 
 Headers = list[tuple[str, bytes | None]]
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel, ValidationError
-from schema_samples import SAMPLES, sample
 
 from schemas.common import PERSONAL_FIELDS, VICTIM_STATUS_FIELDS, PersonRef
 from schemas.errors import MAX_DETAILS, EventRejected, RejectionCode
@@ -16,6 +15,7 @@ from schemas.referral import REFERRAL_SUBMITTED, VictimReferralSubmitted
 from schemas.registry import EVENT_TYPES, case_id_of, validate_payload
 from schemas.returns import RETURN_REQUESTED, ReturnRequested
 from schemas.sar import SAR_ALERT
+from tests.unit.schemas.schema_samples import SAMPLES, sample
 
 
 def invalid(event_type: str, data: Any) -> EventRejected:

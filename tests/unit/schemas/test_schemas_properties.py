@@ -8,11 +8,11 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from schema_samples import SAMPLES, sample
 
 from schemas.envelope import decode_kafka_record
 from schemas.errors import EventRejected
 from schemas.registry import EVENT_TYPES, validate_payload
+from tests.unit.schemas.schema_samples import SAMPLES, sample
 
 json_values = st.recursive(
     st.none()
