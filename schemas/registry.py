@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from schemas import referral, returns, sar
+from schemas import cases, referral, returns, sar
 from schemas.errors import EventRejected, RejectionCode
 
 __all__ = ["EVENT_TYPES", "FAMILIES", "case_id_of", "validate_payload"]
@@ -20,7 +20,7 @@ FAMILIES: tuple[ModuleType, ...] = (
     referral,
     returns,
     sar,
-    # schemas.cases (case lifecycle actions) goes here once it exists.
+    cases,
 )
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from aiokafka import ConsumerRecord
 
+from schemas.cases import ACTION_TYPE_PREFIX
 from schemas.errors import EventRejected, RejectionCode
 from schemas.referral import VictimReferralSubmitted
 from schemas.registry import case_id_of, validate_payload
@@ -14,6 +15,13 @@ from schemas.returns import ReturnRequested
 from schemas.sar import SarAlertReceived
 from services.router.policy import Facts
 from services.runtime.kafka import header_map
+
+_ACTION_PREFIX = ACTION_TYPE_PREFIX.encode()
+
+
+def is_case_action(record: ConsumerRecord[Any, Any]) -> bool:
+    """An action on an existing case (accept, decline, ...): routed by the case, not policy."""
+    return header_map(record).get("ce_type", b"").startswith(_ACTION_PREFIX)
 
 
 def facts_of(record: ConsumerRecord[Any, Any]) -> tuple[Facts, str]:

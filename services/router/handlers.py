@@ -12,7 +12,7 @@ from structlog.contextvars import bound_contextvars
 from schemas.errors import EventRejected
 from schemas.topics import EVENTS_VALID
 from services.router.decisions import routing_records
-from services.router.facts import facts_of
+from services.router.facts import facts_of, is_case_action
 from services.router.policy import RoutingPolicy, route
 from services.runtime.dead_letter import dead_letter
 from services.runtime.kafka import (
@@ -40,6 +40,8 @@ class Router:
     async def process(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
         outgoing: list[Outgoing] = []
         for record in records:
+            if is_case_action(record):
+                continue  # lifecycle actions on existing cases are the cases service's
             try:
                 facts, case_id = facts_of(record)
             except EventRejected as error:
