@@ -15,6 +15,7 @@ from schemas.common import AGENCY_ID_PATTERN
 
 __all__ = [
     "AUDIT_TREE_HEADS",
+    "CASE_EVENTS",
     "DEADLETTER",
     "EVENTS_VALID",
     "FAMILY_TOPICS",
@@ -76,6 +77,12 @@ DEADLETTER = TopicSpec(
     "the original record key (case id when the publisher followed the contract)",
     "Rejected or unprocessable records: original bytes plus the rejection reason.",
 )
+CASE_EVENTS = TopicSpec(
+    "casebridge.cases.events",
+    6,
+    CASE_KEY,
+    "The case event log: every case opened and transition recorded, in order per case.",
+)
 AUDIT_TREE_HEADS = TopicSpec(
     "casebridge.audit.tree-heads",
     1,
@@ -94,6 +101,7 @@ FIXED_TOPICS: tuple[TopicSpec, ...] = (
     EVENTS_VALID,
     ROUTING_DECISIONS,
     DEADLETTER,
+    CASE_EVENTS,
     AUDIT_TREE_HEADS,
 )
 """Topics that exist once per deployment (per-agency topics come from the agency registry)."""

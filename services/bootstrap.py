@@ -6,6 +6,7 @@ process for development (`casebridge run`); both are built here, so there is one
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -14,10 +15,15 @@ from faststream import FastStream
 from faststream.kafka import KafkaBroker
 
 from schemas.registry import EVENT_TYPES
-from schemas.topics import FIXED_TOPICS, inbox_topic
+from schemas.topics import FIXED_TOPICS, inbox_topic, updates_topic
 from services.audit.handlers import Auditor
 from services.audit.handlers import build_router as audit_router
 from services.audit.store import AuditLog
+from services.cases.coordinator import CaseCoordinator, directory_of
+from services.cases.domain import CaseContext, Clock, SystemClock
+from services.cases.domain import load_policy as load_case_policy
+from services.cases.handlers import build_router as cases_router
+from services.cases.handlers import run_deadline_clock, stop
 from services.intake.handlers import Intake
 from services.intake.handlers import build_router as intake_router
 from services.intake.seen_events import SeenEvents
@@ -29,7 +35,7 @@ from services.runtime.kafka import MAX_RECORD_BYTES, create_broker, ensure_topic
 from services.runtime.logging import configure_logging
 from services.runtime.settings import Settings, get_settings
 
-SERVICES = ("intake", "router", "audit")
+SERVICES = ("intake", "router", "audit", "cases")
 
 
 def load_routing_policy(settings: Settings) -> RoutingPolicy:
@@ -47,6 +53,7 @@ def topic_plan(
     big = {"max.message.bytes": str(MAX_RECORD_BYTES + 64 * 1024)}
     plan = [(t.name, t.partitions) for t in FIXED_TOPICS]
     plan += [(inbox_topic(a.id), 6) for a in policy.agencies]
+    plan += [(updates_topic(a.id), 6) for a in policy.agencies]
     return [(topic_prefix + name, partitions, big) for name, partitions in plan]
 
 
@@ -56,9 +63,10 @@ class Wiring:
     db: Database
     logger: logging.Logger
     policy: RoutingPolicy
+    coordinator: CaseCoordinator | None = None
 
 
-def wire(settings: Settings, services: Iterable[str]) -> Wiring:
+def wire(settings: Settings, services: Iterable[str], *, clock: Clock | None = None) -> Wiring:
     """A broker with the routers of `services` included, and the database they share."""
     wanted = tuple(services)
     unknown = sorted(set(wanted) - set(SERVICES))
@@ -83,13 +91,33 @@ def wire(settings: Settings, services: Iterable[str]) -> Wiring:
         broker.include_router(
             audit_router(Auditor(audit_log, topic_prefix=settings.topic_prefix), settings)
         )
-    return Wiring(broker=broker, db=db, logger=logger, policy=policy)
+    coordinator = None
+    if "cases" in wanted:
+        secret = settings.person_key_secret
+        ctx = CaseContext(
+            agencies=directory_of(policy),
+            policy=load_case_policy(settings.case_policy_path),
+            person_key_secret=secret.get_secret_value().encode() if secret else None,
+        )
+        coordinator = CaseCoordinator(
+            broker=broker,
+            db=db,
+            ctx=ctx,
+            routing=policy,
+            clock=clock or SystemClock(),
+            topic_prefix=settings.topic_prefix,
+        )
+        broker.include_router(cases_router(coordinator, settings))
+    return Wiring(broker=broker, db=db, logger=logger, policy=policy, coordinator=coordinator)
 
 
-def build_app(*services: str, settings: Settings | None = None) -> FastStream:
+def build_app(
+    *services: str, settings: Settings | None = None, clock: Clock | None = None
+) -> FastStream:
     settings = settings or get_settings()
-    w = wire(settings, services or SERVICES)
+    w = wire(settings, services or SERVICES, clock=clock)
     app = FastStream(w.broker, logger=w.logger)
+    clocks: list[asyncio.Task[None]] = []
 
     @app.on_startup
     async def _start() -> None:
@@ -97,6 +125,17 @@ def build_app(*services: str, settings: Settings | None = None) -> FastStream:
             settings.kafka_bootstrap, topic_plan(w.policy, topic_prefix=settings.topic_prefix)
         )
         await w.db.start()
+
+    @app.after_startup
+    async def _start_clock() -> None:
+        if w.coordinator is not None:
+            every = settings.deadline_tick_s
+            clocks.append(asyncio.create_task(run_deadline_clock(w.coordinator, every_s=every)))
+
+    @app.on_shutdown
+    async def _stop_clock() -> None:
+        for task in clocks:
+            await stop(task)
 
     @app.after_shutdown
     async def _stop() -> None:

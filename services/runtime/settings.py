@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     batch_max_records: int = Field(default=500, ge=1, le=10_000)
     batch_timeout_ms: int = Field(default=50, ge=1, le=10_000)
     producer_linger_ms: int = Field(default=5, ge=0, le=1_000)
+    case_policy_path: Path = REPO_ROOT / "services" / "cases" / "policy.yaml"
+    person_key_secret: SecretStr | None = None
+    """Key of the pseudonymous person key (HMAC, >= 32 bytes); held outside the database.
+    Without it, possible duplicates are not detected."""
+    deadline_tick_s: float = Field(default=5.0, gt=0, le=3600)
     retry_backoff_s: float = Field(default=1.0, ge=0.0, le=60.0)
     """Pause before a batch that failed on infrastructure (database, broker) is fetched again."""
 

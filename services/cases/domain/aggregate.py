@@ -80,8 +80,9 @@ def decide(
 ) -> Decision:
     """Decide what one inbound message does to a case.
 
-    ``routed_to``: for a referral or return opening, the agencies the router chose; the first
-    becomes the owner (else the reporting agency owns the case). Openings are never refused for
+    ``routed_to``: for a referral or return opening, the agencies the router chose. A referral's
+    owner is the first of them (else the reporting agency); a return's owner is the reporting
+    programme until the handover on arrival; the others are assigned. Openings are never refused for
     want of directory data: a referral of a child or a distress alert must not be lost.
     """
     if now.tzinfo is None:
@@ -234,6 +235,10 @@ def _open(
     else:
         owner = routed_to[0] if routed_to else message.reporting_agency
         others = [*routed_to[1:], message.reporting_agency]
+        if isinstance(message, ReturnRequested):
+            # The programme where the person is holds a return until the receiving agency
+            # in the country of origin accepts the handover on arrival.
+            owner, others = message.reporting_agency, list(routed_to)
         child = message.involves_child()
         if isinstance(message, VictimReferralSubmitted):
             kind, state, country = CaseKind.referral, CaseState.submitted, message.location_country

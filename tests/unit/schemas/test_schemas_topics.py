@@ -36,6 +36,7 @@ def test_fixed_topics() -> None:
         "casebridge.events.valid": 6,
         "casebridge.routing.decisions": 6,
         "casebridge.deadletter": 3,
+        "casebridge.cases.events": 6,
         "casebridge.audit.tree-heads": 1,
     }
     assert DEADLETTER.partitions == 3
