@@ -37,8 +37,7 @@ def upgrade() -> None:
         updated_at timestamptz NOT NULL
     )""")
     op.execute(
-        "CREATE INDEX case_state_person_key ON case_state (person_key)"
-        " WHERE person_key IS NOT NULL"
+        "CREATE INDEX case_state_person_key ON case_state (person_key) WHERE person_key IS NOT NULL"
     )
     op.execute("""
     CREATE TABLE case_message_seen (
@@ -67,9 +66,7 @@ def upgrade() -> None:
         created_at   timestamptz NOT NULL DEFAULT now(),
         published_at timestamptz
     )""")
-    op.execute(
-        "CREATE INDEX case_outbox_pending ON case_outbox (id) WHERE published_at IS NULL"
-    )
+    op.execute("CREATE INDEX case_outbox_pending ON case_outbox (id) WHERE published_at IS NULL")
     op.execute("GRANT SELECT, INSERT ON case_event, case_message_seen TO casebridge_app")
     op.execute(
         "GRANT SELECT, INSERT, UPDATE, DELETE ON case_state, case_deadline TO casebridge_app"
