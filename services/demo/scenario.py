@@ -31,7 +31,7 @@ class AgencyMessage:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
-def _event(
+def agency_event(
     label: str,
     topic: str,
     ce_type: str,
@@ -40,6 +40,7 @@ def _event(
     *,
     expect: str = "routed",
 ) -> AgencyMessage:
+    """One CloudEvent in binary mode, keyed by its case, as an agency system publishes it."""
     event_id = str(uuid.uuid4())
     now = datetime.now(UTC).isoformat()
     headers = [
@@ -67,7 +68,7 @@ def build_scenario(run: str, *, topic_prefix: str = "") -> list[AgencyMessage]:
     """The demo's five agency messages; `run` makes case ids unique per demo run."""
     now = datetime.now(UTC).isoformat()
     referrals = topic_prefix + "casebridge.inbound.referrals"
-    sar_alert = _event(
+    sar_alert = agency_event(
         "SAR distress alert (DETRESFA) relayed by the Australian JRCC",
         topic_prefix + "casebridge.inbound.sar",
         "org.casebridge.sar.alert.v1",
@@ -88,7 +89,7 @@ def build_scenario(run: str, *, topic_prefix: str = "") -> list[AgencyMessage]:
             "search_region_country": "ID",
         },
     )
-    child = _event(
+    child = agency_event(
         "Child victim referral (age disputed) from the shelter",
         referrals,
         "org.casebridge.referral.submitted.v1",
@@ -118,7 +119,7 @@ def build_scenario(run: str, *, topic_prefix: str = "") -> list[AgencyMessage]:
             "consent_to_share": False,
         },
     )
-    adult = _event(
+    adult = agency_event(
         "Adult forced-labour referral from the labour inspectorate",
         referrals,
         "org.casebridge.referral.submitted.v1",
@@ -153,7 +154,7 @@ def build_scenario(run: str, *, topic_prefix: str = "") -> list[AgencyMessage]:
             "adult_consent": True,
         },
     )
-    ret = _event(
+    ret = agency_event(
         "Return request (voluntary, trafficking victim) to Myanmar",
         topic_prefix + "casebridge.inbound.returns",
         "org.casebridge.return.requested.v1",
@@ -177,7 +178,7 @@ def build_scenario(run: str, *, topic_prefix: str = "") -> list[AgencyMessage]:
             "consent_to_share": True,
         },
     )
-    malformed = _event(
+    malformed = agency_event(
         "Malformed referral: an exploitation type outside the HTCDS vocabulary",
         referrals,
         "org.casebridge.referral.submitted.v1",

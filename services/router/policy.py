@@ -224,4 +224,6 @@ def route(policy: RoutingPolicy, facts: Facts) -> Route:
         # The default route applies even to its own members: an event nobody else must act
         # on still lands with the coordinator, never with no one.
         best = {a: Delivery(a, Priority.NORMAL, "default-route") for a in policy.default_route}
-    return Route(tuple(matched), tuple(sorted(best.values(), key=lambda d: d.agency)))
+    # Most urgent first (the first agency owns a new case), then by id for a stable order.
+    ordered = sorted(best.values(), key=lambda d: (d.priority.rank, d.agency))
+    return Route(tuple(matched), tuple(ordered))

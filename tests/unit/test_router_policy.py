@@ -241,9 +241,11 @@ def test_event_no_rule_matches_takes_the_default_route() -> None:
     assert r.deliveries == (Delivery("id-national-referral", Priority.NORMAL, "default-route"),)
 
 
-def test_deliveries_are_sorted_by_agency() -> None:
+def test_deliveries_are_most_urgent_first_then_by_agency() -> None:
     r = route(POLICY, referral(child=True, country="GR"))
-    assert [d.agency for d in r.deliveries] == sorted(d.agency for d in r.deliveries)
+    keys = [(d.priority.rank, d.agency) for d in r.deliveries]
+    assert keys == sorted(keys)
+    assert r.deliveries[0].priority.value == "immediate", "child protection owns a child's case"
 
 
 def test_every_event_is_routed_to_someone() -> None:
