@@ -31,7 +31,12 @@ from services.router.handlers import Router
 from services.router.handlers import build_router as router_router
 from services.router.policy import RoutingPolicy, load_policy
 from services.runtime.database import Database
-from services.runtime.kafka import MAX_RECORD_BYTES, create_broker, ensure_topics
+from services.runtime.kafka import (
+    MAX_RECORD_BYTES,
+    KafkaPublisher,
+    create_broker,
+    ensure_topics,
+)
 from services.runtime.logging import configure_logging
 from services.runtime.settings import Settings, get_settings
 
@@ -61,6 +66,7 @@ def topic_plan(
 class Wiring:
     broker: KafkaBroker
     db: Database
+    publisher: KafkaPublisher
     logger: logging.Logger
     policy: RoutingPolicy
     coordinator: CaseCoordinator | None = None
@@ -75,17 +81,12 @@ def wire(settings: Settings, services: Iterable[str], *, clock: Clock | None = N
     logger = configure_logging(fmt=settings.log_format, level=settings.log_level)
     broker = create_broker(settings, client_id="casebridge-" + "-".join(wanted), logger=logger)
     db = Database(settings.database_url)
+    publisher = KafkaPublisher(settings)
     if "intake" in wanted:
-        broker.include_router(
-            intake_router(
-                Intake(broker, SeenEvents(db), topic_prefix=settings.topic_prefix), settings
-            )
-        )
+        broker.include_router(intake_router(Intake(publisher, SeenEvents(db)), settings))
     policy = load_routing_policy(settings)
     if "router" in wanted:
-        broker.include_router(
-            router_router(Router(broker, policy, topic_prefix=settings.topic_prefix), settings)
-        )
+        broker.include_router(router_router(Router(publisher, policy), settings))
     if "audit" in wanted:
         audit_log = AuditLog(db, consumer=f"{settings.group_prefix}.audit")
         broker.include_router(
@@ -100,20 +101,33 @@ def wire(settings: Settings, services: Iterable[str], *, clock: Clock | None = N
             person_key_secret=secret.get_secret_value().encode() if secret else None,
         )
         coordinator = CaseCoordinator(
-            broker=broker,
+            publisher=publisher,
             db=db,
             ctx=ctx,
             routing=policy,
             clock=clock or SystemClock(),
-            topic_prefix=settings.topic_prefix,
         )
         broker.include_router(cases_router(coordinator, settings))
-    return Wiring(broker=broker, db=db, logger=logger, policy=policy, coordinator=coordinator)
+    return Wiring(
+        broker=broker,
+        db=db,
+        publisher=publisher,
+        logger=logger,
+        policy=policy,
+        coordinator=coordinator,
+    )
 
 
 def build_app(
     *services: str, settings: Settings | None = None, clock: Clock | None = None
 ) -> FastStream:
+    return build(*services, settings=settings, clock=clock)[0]
+
+
+def build(
+    *services: str, settings: Settings | None = None, clock: Clock | None = None
+) -> tuple[FastStream, Wiring]:
+    """The app and its wiring (tests reach the case coordinator through it)."""
     settings = settings or get_settings()
     w = wire(settings, services or SERVICES, clock=clock)
     app = FastStream(w.broker, logger=w.logger)
@@ -125,6 +139,7 @@ def build_app(
             settings.kafka_bootstrap, topic_plan(w.policy, topic_prefix=settings.topic_prefix)
         )
         await w.db.start()
+        await w.publisher.start()
 
     @app.after_startup
     async def _start_clock() -> None:
@@ -139,6 +154,7 @@ def build_app(
 
     @app.after_shutdown
     async def _stop() -> None:
+        await w.publisher.stop()
         await w.db.close()
 
-    return app
+    return app, w

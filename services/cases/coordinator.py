@@ -16,7 +16,6 @@ from typing import Any
 
 import orjson
 from aiokafka import ConsumerRecord
-from faststream.kafka import KafkaBroker
 
 from schemas.cases import (
     CaseAction,
@@ -47,7 +46,7 @@ from services.cases.domain import (
 from services.router.facts import facts_of
 from services.router.policy import RoutingPolicy, route
 from services.runtime.database import Database
-from services.runtime.kafka import Outgoing, header_map, publish_all
+from services.runtime.kafka import Outgoing, Publisher, header_map
 from services.runtime.logging import get_logger
 
 log = get_logger("casebridge.cases")
@@ -64,19 +63,17 @@ class CaseCoordinator:
     def __init__(
         self,
         *,
-        broker: KafkaBroker,
+        publisher: Publisher,
         db: Database,
         ctx: CaseContext,
         routing: RoutingPolicy,
         clock: Clock,
-        topic_prefix: str = "",
     ) -> None:
-        self._broker = broker
+        self._publisher = publisher
         self._db = db
         self._ctx = ctx
         self._routing = routing
         self._clock = clock
-        self._prefix = topic_prefix
         self._relaying = asyncio.Lock()
 
     async def process(self, batch: Sequence[ConsumerRecord[Any, Any]]) -> None:
@@ -210,7 +207,7 @@ class CaseCoordinator:
                 pending = await store.pending_outbox(conn)
             if not pending:
                 return
-            await publish_all(self._broker, [r for _, r in pending], topic_prefix=self._prefix)
+            await self._publisher.publish_all([r for _, r in pending])
             async with self._db.pool.acquire() as conn:
                 await store.mark_published(conn, [i for i, _ in pending])
 

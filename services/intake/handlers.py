@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import ConsumerRecord
-from faststream.kafka import KafkaBroker, KafkaMessage, KafkaRouter
+from faststream.kafka import KafkaMessage, KafkaRouter
 from structlog.contextvars import bound_contextvars
 
 from schemas.errors import EventRejected, RejectionCode
@@ -16,9 +16,9 @@ from services.intake.seen_events import SeenEvents, Sighting
 from services.runtime.dead_letter import dead_letter
 from services.runtime.kafka import (
     Outgoing,
+    Publisher,
     batch_subscriber,
     handle_batch,
-    publish_all,
     record_ids,
 )
 from services.runtime.logging import get_logger
@@ -31,10 +31,9 @@ SERVICE = "intake"
 class Intake:
     """Turns a batch of inbound records into forwarded and dead-lettered records."""
 
-    def __init__(self, broker: KafkaBroker, seen: SeenEvents, *, topic_prefix: str = "") -> None:
-        self._broker = broker
+    def __init__(self, publisher: Publisher, seen: SeenEvents) -> None:
+        self._publisher = publisher
         self._seen = seen
-        self._prefix = topic_prefix
 
     async def process(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
         outgoing: list[Outgoing] = []
@@ -59,7 +58,7 @@ class Intake:
                     "an event with this source and id was already accepted",
                 )
                 outgoing.append(self._reject(record, duplicate))
-        await publish_all(self._broker, outgoing, topic_prefix=self._prefix)
+        await self._publisher.publish_all(outgoing)
         log.debug("batch screened", records=len(records), accepted=sum(first))
 
     @staticmethod

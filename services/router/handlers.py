@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import ConsumerRecord
-from faststream.kafka import KafkaBroker, KafkaMessage, KafkaRouter
+from faststream.kafka import KafkaMessage, KafkaRouter
 from structlog.contextvars import bound_contextvars
 
 from schemas.errors import EventRejected
@@ -17,9 +17,9 @@ from services.router.policy import RoutingPolicy, route
 from services.runtime.dead_letter import dead_letter
 from services.runtime.kafka import (
     Outgoing,
+    Publisher,
     batch_subscriber,
     handle_batch,
-    publish_all,
     record_ids,
 )
 from services.runtime.logging import get_logger
@@ -30,12 +30,9 @@ SERVICE = "router"
 
 
 class Router:
-    def __init__(
-        self, broker: KafkaBroker, policy: RoutingPolicy, *, topic_prefix: str = ""
-    ) -> None:
-        self._broker = broker
+    def __init__(self, publisher: Publisher, policy: RoutingPolicy) -> None:
+        self._publisher = publisher
         self._policy = policy
-        self._prefix = topic_prefix
 
     async def process(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
         outgoing: list[Outgoing] = []
@@ -57,7 +54,7 @@ class Router:
                 case_id=case_id,
                 policy_version=self._policy.version,
             )
-        await publish_all(self._broker, outgoing, topic_prefix=self._prefix)
+        await self._publisher.publish_all(outgoing)
 
 
 def build_router(router_service: Router, settings: Settings) -> KafkaRouter:

@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     group_prefix: str = "casebridge"
     """Consumer groups are <prefix>.<service>; tests use their own prefix."""
     routing_policy_path: Path = REPO_ROOT / "services" / "router" / "policy.yaml"
-    batch_max_records: int = Field(default=500, ge=1, le=10_000)
+    batch_max_records: int = Field(default=2000, ge=1, le=10_000)
     batch_timeout_ms: int = Field(default=50, ge=1, le=10_000)
     producer_linger_ms: int = Field(default=5, ge=0, le=1_000)
     case_policy_path: Path = REPO_ROOT / "services" / "cases" / "policy.yaml"

@@ -32,7 +32,9 @@ async def test_demo_routes_each_event_and_logs_no_personal_data(
     assert "-> inbox of id-rcc-jakarta" in out
     assert "-> inbox of mm-return-reception" in out
     assert "-> DEAD-LETTER, reason INVALID_PAYLOAD" in out
-    assert "id-immigration" not in out, "no referral reaches immigration (non-punishment)"
+    assert "-> inbox of id-immigration" not in out, "no referral reaches immigration"
+    assert "id-immigration: 0 updates" in out, "immigration sees no case (non-punishment)"
+    assert "Rebuild from the case event log:" in out
     assert err.strip(), "the services logged something (the check below is not vacuous)"
     for value in PERSONAL_VALUES:
         assert value not in err, f"a personal value reached the logs: {value}"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+from pydantic import SecretStr
 
 from services.runtime.database import asyncpg_dsn
 from services.runtime.migrations import upgrade
@@ -60,6 +61,10 @@ class Stack:
         """The environment that makes a service process use `settings`."""
         env = dict(os.environ)
         for name, value in settings.model_dump().items():
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
             env[f"CASEBRIDGE_{name.upper()}"] = str(value)
         return env
 

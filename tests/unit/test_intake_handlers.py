@@ -20,7 +20,6 @@ import pytest
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker, KafkaMessage, TestKafkaBroker
 
-import services.intake.handlers as intake_handlers
 from schemas.envelope import MAX_VALUE_BYTES
 from schemas.errors import RejectionCode
 from schemas.topics import DEADLETTER, EVENTS_VALID, INBOUND_REFERRALS
@@ -28,8 +27,9 @@ from services.demo.scenario import AgencyMessage, build_scenario
 from services.intake.handlers import Intake, build_router
 from services.intake.seen_events import Sighting
 from services.runtime.dead_letter import DEAD_LETTER_TYPE
-from services.runtime.kafka import Outgoing, batch_of
+from services.runtime.kafka import batch_of
 from services.runtime.settings import Settings
+from tests.support.test_broker import BrokerPublisher
 
 SETTINGS = Settings(retry_backoff_s=0.0)
 
@@ -46,14 +46,6 @@ class FakeSeenEvents:
         for s in sorted(sightings, key=lambda s: s.position):
             self.first.setdefault((s.source, s.event_id), s.position)
         return [self.first[(s.source, s.event_id)] == s.position for s in sightings]
-
-
-async def publish_sequentially(
-    broker: KafkaBroker, records: Sequence[Outgoing], *, topic_prefix: str = ""
-) -> None:
-    """`publish_all` without `no_confirm`, whose return value the test producer lacks."""
-    for r in records:
-        await broker.publish(r.value, topic_prefix + r.topic, key=r.key, headers=r.headers)
 
 
 @dataclass
@@ -96,7 +88,8 @@ def text_headers(record: ConsumerRecord[Any, Any]) -> dict[str, str]:
 
 def build_broker(seen: FakeSeenEvents) -> tuple[KafkaBroker, Harness]:
     broker = KafkaBroker()
-    broker.include_router(build_router(Intake(broker, seen), SETTINGS))  # type: ignore[arg-type]
+    publisher = BrokerPublisher(broker)
+    broker.include_router(build_router(Intake(publisher, seen), SETTINGS))  # type: ignore[arg-type]
     harness = Harness(broker=broker, seen=seen)
 
     @broker.subscriber(EVENTS_VALID.name, batch=True)
@@ -112,7 +105,6 @@ def build_broker(seen: FakeSeenEvents) -> tuple[KafkaBroker, Harness]:
 
 @pytest.fixture
 async def intake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Harness]:
-    monkeypatch.setattr(intake_handlers, "publish_all", publish_sequentially)
     broker, harness = build_broker(FakeSeenEvents())
     async with TestKafkaBroker(broker) as test_broker:
         harness.broker = test_broker
@@ -377,9 +369,3 @@ async def test_empty_content_type_header_counts_as_absent(intake: Harness) -> No
     assert len(intake.valid) == 1
 
 
-async def test_publish_all_runs_on_the_test_broker() -> None:
-    broker, harness = build_broker(FakeSeenEvents())
-    value, headers = child_referral()
-    async with TestKafkaBroker(broker) as test_broker:
-        await test_broker.publish(value, INBOUND_REFERRALS.name, key=b"k", headers=headers)
-    assert len(harness.valid) == 1

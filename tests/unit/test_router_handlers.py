@@ -7,7 +7,7 @@ broker can run (see tests/unit/test_intake_handlers.py).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +16,6 @@ import pytest
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker, KafkaMessage, TestKafkaBroker
 
-import services.router.handlers as router_handlers
 from schemas.common import PersonRef
 from schemas.errors import RejectionCode
 from schemas.registry import EVENT_TYPES
@@ -25,19 +24,13 @@ from services.demo.scenario import AgencyMessage, build_scenario
 from services.router.decisions import ROUTING_DECISION_TYPE
 from services.router.handlers import Router, build_router
 from services.router.policy import load_policy
-from services.runtime.kafka import Outgoing, batch_of
+from services.runtime.kafka import batch_of
 from services.runtime.settings import Settings
+from tests.support.test_broker import BrokerPublisher
 
 SETTINGS = Settings(retry_backoff_s=0.0)
 POLICY = load_policy(SETTINGS.routing_policy_path, known_event_types=EVENT_TYPES)
 INBOX_PATTERN = r"casebridge\.inbox\..+"
-
-
-async def publish_sequentially(
-    broker: KafkaBroker, records: Sequence[Outgoing], *, topic_prefix: str = ""
-) -> None:
-    for r in records:
-        await broker.publish(r.value, topic_prefix + r.topic, key=r.key, headers=r.headers)
 
 
 def text_headers(record: ConsumerRecord[Any, Any]) -> dict[str, str]:
@@ -69,9 +62,8 @@ class Harness:
 
 @pytest.fixture
 async def router(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Harness]:
-    monkeypatch.setattr(router_handlers, "publish_all", publish_sequentially)
     broker = KafkaBroker()
-    broker.include_router(build_router(Router(broker, POLICY), SETTINGS))
+    broker.include_router(build_router(Router(BrokerPublisher(broker), POLICY), SETTINGS))
     harness = Harness(broker=broker)
 
     @broker.subscriber(ROUTING_DECISIONS.name, batch=True)
