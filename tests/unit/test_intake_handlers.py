@@ -29,7 +29,7 @@ from services.intake.seen_events import Sighting
 from services.runtime.dead_letter import DEAD_LETTER_TYPE
 from services.runtime.kafka import batch_of
 from services.runtime.settings import Settings
-from tests.support.test_broker import BrokerPublisher
+from tests.support.memory_broker import BrokerPublisher
 
 SETTINGS = Settings(retry_backoff_s=0.0)
 

@@ -26,7 +26,7 @@ from services.router.handlers import Router, build_router
 from services.router.policy import load_policy
 from services.runtime.kafka import batch_of
 from services.runtime.settings import Settings
-from tests.support.test_broker import BrokerPublisher
+from tests.support.memory_broker import BrokerPublisher
 
 SETTINGS = Settings(retry_backoff_s=0.0)
 POLICY = load_policy(SETTINGS.routing_policy_path, known_event_types=EVENT_TYPES)
