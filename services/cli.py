@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from collections.abc import Sequence
 
@@ -50,6 +51,60 @@ def _demo(args: argparse.Namespace) -> int:
     return demo_main(keep_running=args.keep_running)
 
 
+def _rules(_: argparse.Namespace) -> int:
+    from services.bootstrap import load_routing_policy
+    from services.cases.domain import PolicyRule, load_policy, policy_rules, rules_by_priority
+
+    settings = get_settings()
+    routing = load_routing_policy(settings)
+    rules = [
+        PolicyRule(r.name, r.serves, r.why, "services/router/policy.yaml (routing)")
+        for r in routing.rules
+    ]
+    rules += policy_rules(load_policy(settings.case_policy_path))
+    for priority, group in rules_by_priority(rules):
+        print(f"\n{priority.statement} [{priority.value}]")
+        for rule in group:
+            print(f"  - {rule.rule_id}: {rule.description}  ({rule.source})")
+    return 0
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from services.cases.watch import watch
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(watch(get_settings(), args.agency, from_beginning=args.from_beginning))
+    return 0
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    import asyncpg
+
+    from services.cases.rebuild import rebuild
+    from services.runtime.database import asyncpg_dsn
+
+    async def go() -> int:
+        settings = get_settings()
+        url = settings.migration_database_url if args.write else settings.database_url
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            async with conn.transaction():
+                report = await rebuild(conn, write=args.write)
+        finally:
+            await conn.close()
+        print(f"{report.identical}/{report.cases} cases identical to the fold of their log")
+        for label, ids in (
+            ("differing", report.differing),
+            ("no snapshot", report.missing_snapshot),
+            ("snapshot without log", report.without_log),
+        ):
+            if ids:
+                print(f"{label}: {', '.join(ids)}")
+        return 0 if report.ok else 1
+
+    return asyncio.run(go())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="casebridge", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -61,6 +116,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("demo", help="run the demo scenario against a running stack")
     p.add_argument("--keep-running", action="store_true", help="keep services running after")
     p.set_defaults(func=_demo)
+    sub.add_parser(
+        "rules", help="routing and escalation rules grouped by ministerial priority"
+    ).set_defaults(func=_rules)
+    p = sub.add_parser("watch", help="an agency's live case-update feed")
+    p.add_argument("--agency", required=True)
+    p.add_argument("--from-beginning", action="store_true")
+    p.set_defaults(func=_watch)
+    p = sub.add_parser("cases", help="case store maintenance")
+    cases_sub = p.add_subparsers(dest="cases_command", required=True)
+    p = cases_sub.add_parser("rebuild", help="replay every case's log; compare (or --write)")
+    p.add_argument("--write", action="store_true", help="replace differing snapshots")
+    p.set_defaults(func=_rebuild)
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code

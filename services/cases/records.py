@@ -42,6 +42,11 @@ def type_of(model: BaseModel) -> str:
     return _TYPES[type(model)]
 
 
+def _withheld(model: BaseModel) -> set[str]:
+    """A case update omits what its recipient may not see: absent, not merely empty."""
+    return set(model.withheld) if isinstance(model, CaseUpdate) else set()
+
+
 def _record(
     topic: str,
     model: BaseModel,
@@ -65,7 +70,7 @@ def _record(
     return Outgoing(
         topic=topic,
         key=case_id.encode(),
-        value=model.model_dump_json(exclude_none=True).encode(),
+        value=model.model_dump_json(exclude_none=True, exclude=_withheld(model)).encode(),
         headers=headers,
     )
 

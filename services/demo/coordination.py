@@ -34,7 +34,7 @@ class Step:
     """The case version once this step is applied (steps here are all valid)."""
 
 
-def _action(
+def action_step(
     run: str, case_id: str, agency: str, action: str, version_after: int, **fields: Any
 ) -> Step:
     data = {"case_id": case_id, "reporting_agency": agency, **fields}
@@ -85,10 +85,10 @@ def sar_steps(run: str, *, topic_prefix: str = "") -> list[Step]:
     rcc = "id-rcc-jakarta"
     return [
         Step(alert, c, 1),
-        _action(run, c, rcc, "sar_coordination_accepted", 2),
-        _action(run, c, rcc, "sar_rescue_started", 3),
-        _action(run, c, rcc, "sar_persons_rescued", 4, count=23),
-        _action(
+        action_step(run, c, rcc, "sar_coordination_accepted", 2),
+        action_step(run, c, rcc, "sar_rescue_started", 3),
+        action_step(run, c, rcc, "sar_persons_rescued", 4, count=23),
+        action_step(
             run,
             c,
             rcc,
@@ -137,8 +137,8 @@ def referral_steps(run: str, *, topic_prefix: str = "") -> list[Step]:
     shelter = "id-shelter-ngo"
     return [
         Step(opening, c, 1),
-        _action(run, c, shelter, "referral_acknowledged", 2),
-        _action(
+        action_step(run, c, shelter, "referral_acknowledged", 2),
+        action_step(
             run,
             c,
             shelter,
@@ -153,7 +153,7 @@ def referral_steps(run: str, *, topic_prefix: str = "") -> list[Step]:
             ],
             type_of_exploitation=["ForcedLabour"],
         ),
-        _action(
+        action_step(
             run,
             c,
             shelter,
@@ -162,7 +162,7 @@ def referral_steps(run: str, *, topic_prefix: str = "") -> list[Step]:
             trafficking_status="ActualVictimOfTrafficking",
             status_decided_by="NGO",
         ),
-        _action(
+        action_step(
             run,
             c,
             shelter,
@@ -172,8 +172,8 @@ def referral_steps(run: str, *, topic_prefix: str = "") -> list[Step]:
             mode="referral",
             reason="specialised_recovery",
         ),
-        _action(run, c, "th-shelter-ngo", "handover_accepted", 6),
-        _action(run, c, shelter, "assistance_planned", 7, services=["Health", "Legal"]),
+        action_step(run, c, "th-shelter-ngo", "handover_accepted", 6),
+        action_step(run, c, shelter, "assistance_planned", 7, services=["Health", "Legal"]),
     ]
 
 
@@ -206,12 +206,12 @@ def return_steps(run: str, *, topic_prefix: str = "") -> list[Step]:
     iom, home = "id-return-programme", "mm-return-reception"
     return [
         Step(opening, c, 1),
-        _action(run, c, iom, "return_risk_assessed", 2, risk_level="low"),
-        _action(run, c, iom, "travel_documents_issued", 3),
-        _action(run, c, iom, "fitness_to_travel_assessed", 4, fit_to_travel=True),
-        _action(run, c, iom, "return_departed", 5),
-        _action(run, c, home, "return_arrived", 6),
-        _action(
+        action_step(run, c, iom, "return_risk_assessed", 2, risk_level="low"),
+        action_step(run, c, iom, "travel_documents_issued", 3),
+        action_step(run, c, iom, "fitness_to_travel_assessed", 4, fit_to_travel=True),
+        action_step(run, c, iom, "return_departed", 5),
+        action_step(run, c, home, "return_arrived", 6),
+        action_step(
             run,
             c,
             home,
@@ -223,7 +223,7 @@ def return_steps(run: str, *, topic_prefix: str = "") -> list[Step]:
                 {"dimension": "psychosocial", "measure": "counselling"},
             ],
         ),
-        _action(
+        action_step(
             run,
             c,
             home,

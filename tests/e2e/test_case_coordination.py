@@ -1,0 +1,306 @@
+"""Case coordination end to end on the real broker and database: a SAR incident through
+disembarkation, a survivor identified as a victim and referred to a shelter that accepts, a
+return with reintegration monitoring; what each agency's updates topic carries; rebuilding
+state from the log; conflicting concurrent updates; deadlines surviving a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+import orjson
+import pytest
+
+from services.bootstrap import build
+from services.cases.domain import FakeClock
+from services.cases.rebuild import rebuild
+from services.cases.watch import FeedItem, read_feeds
+from services.demo import coordination
+from services.demo.scenario import AgencyMessage
+from services.router.policy import RoutingPolicy, load_policy
+from services.runtime.database import asyncpg_dsn
+from services.runtime.settings import Settings
+from tests.support.pipeline import Record, publish, running
+from tests.support.stack import Stack
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+
+SERVICES = ("intake", "router", "audit", "cases")
+ENFORCEMENT = {"police", "immigration", "labour_inspectorate", "prosecutor"}
+VICTIM_STATUS = {
+    "trafficking_status",
+    "status_decided_by",
+    "indicators",
+    "type_of_exploitation",
+    "methods_of_control",
+    "recruitment_methods",
+    "trafficking_victim",
+    "person",
+}
+PERSONAL_VALUES = (b"Synthetic", b"Survivor-D", b"Survivor-E")
+
+
+@dataclass
+class World:
+    settings: Settings
+    conn: asyncpg.Connection
+    policy: RoutingPolicy
+    run: str
+
+    async def send(self, messages: Sequence[AgencyMessage]) -> None:
+        await publish(
+            self.settings,
+            [
+                Record(m.topic.removeprefix(self.settings.topic_prefix), m.value, m.key, m.headers)
+                for m in messages
+            ],
+        )
+
+
+@pytest.fixture(scope="module")
+async def world(stack: Stack) -> AsyncIterator[World]:
+    ns = f"t{uuid.uuid4().hex[:10]}."
+    db = await stack.create_database()
+    settings = stack.settings(
+        database=db,
+        topic_prefix=ns,
+        group_prefix=ns + "cb",
+        person_key_secret="k" * 40,
+        deadline_tick_s=0.5,
+    )
+    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    run = uuid.uuid4().hex[:6].upper()
+    w = World(settings, conn, load_policy(settings.routing_policy_path), run)
+    try:
+        async with running(settings, *SERVICES):
+            for steps in (
+                coordination.sar_steps(run),
+                coordination.referral_steps(run),
+                coordination.return_steps(run),
+            ):
+                assert await coordination.play(
+                    steps, w.send, conn, topic_prefix=settings.topic_prefix
+                ), "every step of the scenario takes effect"
+            yield w
+    finally:
+        await conn.close()
+
+
+async def feeds(w: World) -> dict[str, list[FeedItem]]:
+    await asyncio.sleep(1.0)  # the outbox relays right after each transaction
+    mine = set(vars(coordination.cases_of(w.run)).values())
+    everything = await read_feeds(w.settings, [a.id for a in w.policy.agencies])
+    return {a: [i for i in items if i.case_id in mine] for a, items in everything.items()}
+
+
+async def test_scenario_reaches_its_final_states(world: World) -> None:
+    cases = coordination.cases_of(world.run)
+    states = dict(
+        await world.conn.fetch(
+            "SELECT case_id, state FROM case_state WHERE case_id = ANY($1::text[])",
+            [cases.sar, cases.referral, cases.returns],
+        )
+    )
+    assert states == {
+        cases.sar: "disembarked",
+        cases.referral: "assistance_planned",
+        cases.returns: "monitoring",
+    }
+    owner = await world.conn.fetchval(
+        "SELECT owner FROM case_state WHERE case_id = $1", cases.returns
+    )
+    assert owner == "mm-return-reception", "arrival hands the return over to the home agency"
+
+
+async def test_each_agency_sees_exactly_its_cases(world: World) -> None:
+    cases = coordination.cases_of(world.run)
+    seen = {a: {i.case_id for i in items} for a, items in (await feeds(world)).items()}
+    expected = {
+        "au-jrcc": {cases.sar},
+        "id-rcc-jakarta": {cases.sar},
+        "id-national-referral": {cases.sar},  # screening referral after disembarkation
+        "id-child-protection": {cases.sar},  # children were reported on board
+        "id-shelter-ngo": {cases.sar, cases.referral},
+        "th-shelter-ngo": {cases.referral},  # from the protection referral it accepted
+        "id-police-aht": {cases.referral},
+        "id-labour-inspectorate": {cases.referral},
+        "id-return-programme": {cases.returns},
+        "mm-return-reception": {cases.returns},
+        "id-immigration": set(),
+        "th-police-aht": set(),
+        "th-child-protection": set(),
+    }
+    assert seen == expected
+
+
+async def test_no_withheld_field_reaches_an_agency(world: World) -> None:
+    kinds = {a.id: str(a.kind) for a in world.policy.agencies}
+    checked = 0
+    for agency, items in (await feeds(world)).items():
+        for item in items:
+            withheld = set(item.body.get("withheld", ()))
+            assert not withheld & set(item.body), f"{agency} got a withheld field"
+            if kinds[agency] in ENFORCEMENT:
+                assert not VICTIM_STATUS & set(item.body), (
+                    f"victim-status details reached {agency} without a permitted purpose"
+                )
+                assert not any(v in item.raw for v in PERSONAL_VALUES)
+            checked += 1
+    assert checked > 30
+
+
+async def test_entitled_agencies_do_see_what_the_others_do_not(world: World) -> None:
+    """The check above is not vacuous: the owning shelter sees the decision and the person,
+    and the receiving shelter sees them only once it has accepted the referral."""
+    f = await feeds(world)
+    owner_decided = [
+        i.body
+        for i in f["id-shelter-ngo"]
+        if i.body.get("trafficking_status") == "ActualVictimOfTrafficking"
+    ]
+    assert owner_decided
+    assert all("person" in b for b in owner_decided)
+    th = f["th-shelter-ngo"]
+    assert [i.body["role"] for i in th] == ["pending", "assigned", "assigned"]
+    assert "person" not in th[0].body
+    assert "person" in th[1].body
+
+
+async def test_disembarkation_opens_screening_referrals(world: World) -> None:
+    f = await feeds(world)
+    for agency in ("id-national-referral", "id-shelter-ngo", "id-child-protection"):
+        kinds = [i.event_type for i in f[agency]]
+        assert "org.casebridge.cases.screening_referral_opened.v1" in kinds, agency
+
+
+async def test_rebuilding_every_case_from_the_log_gives_identical_state(world: World) -> None:
+    report = await rebuild(world.conn)
+    assert report.cases >= 3
+    assert report.ok
+    assert report.identical == report.cases
+
+
+async def test_concurrent_conflicting_updates_one_wins_one_is_rejected(world: World) -> None:
+    case_id = coordination.cases_of(world.run).referral
+    version = await coordination.case_version(world.conn, case_id)
+    implement = coordination.action_step(
+        world.run,
+        case_id,
+        "id-shelter-ngo",
+        "assistance_implemented",
+        0,
+        services=["Health"],
+        expected_version=version,
+    )
+    close = coordination.action_step(
+        world.run,
+        case_id,
+        "id-shelter-ngo",
+        "case_closed",
+        0,
+        closure="Closed",
+        expected_version=version,
+    )
+    await asyncio.gather(world.send([implement.message]), world.send([close.message]))
+
+    reached = await coordination.wait_for_version(world.conn, case_id, version + 1)
+    assert reached == version + 1
+    items = (await feeds(world))["id-shelter-ngo"]
+    rejected = [i.body for i in items if i.event_type.endswith("transition_rejected.v1")]
+    assert [r["reason"] for r in rejected] == ["STALE_VERSION"]
+    await asyncio.sleep(0.5)
+    assert await coordination.case_version(world.conn, case_id) == version + 1
+
+
+async def test_action_from_a_source_that_is_not_the_agency_is_refused(world: World) -> None:
+    case_id = coordination.cases_of(world.run).returns
+    version = await coordination.case_version(world.conn, case_id)
+    step = coordination.action_step(
+        world.run, case_id, "mm-return-reception", "case_closed", 0, closure="Closed"
+    )
+    forged = AgencyMessage(
+        step.message.label,
+        step.message.topic,
+        step.message.key,
+        [
+            (k, b"urn:agency:id-immigration:x" if k == "ce_source" else v)
+            for k, v in step.message.headers
+        ],
+        step.message.value,
+        step.message.event_id,
+    )
+    await world.send([forged])
+    for _ in range(50):
+        items = (await feeds(world))["mm-return-reception"]
+        if any(i.body.get("reason") == "NOT_AUTHORISED" for i in items):
+            break
+    assert any(i.body.get("reason") == "NOT_AUTHORISED" for i in items)
+    assert await coordination.case_version(world.conn, case_id) == version
+
+
+async def test_deadline_survives_a_restart_and_escalates(stack: Stack) -> None:
+    """A referral nobody acknowledges escalates to the owner and its fallback once the
+    deadline passes, even though the service restarted in between (fake clock, no sleep
+    until the deadline)."""
+    ns = f"t{uuid.uuid4().hex[:10]}."
+    db = await stack.create_database()
+    settings = stack.settings(
+        database=db, topic_prefix=ns, group_prefix=ns + "cb", deadline_tick_s=3600
+    )
+    run = uuid.uuid4().hex[:6].upper()
+    clock = FakeClock(dt.datetime.now(dt.UTC))
+    opening = coordination.referral_steps(run)[0]
+    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    try:
+        app, _ = build(*SERVICES, settings=settings, clock=clock)
+        await app.start()
+        try:
+            await publish(
+                settings,
+                [
+                    Record(
+                        opening.message.topic,
+                        opening.message.value,
+                        opening.message.key,
+                        opening.message.headers,
+                    )
+                ],
+            )
+            assert await coordination.wait_for_version(conn, opening.case_id, 1) == 1
+        finally:
+            await app.stop()
+        pending = await conn.fetchval(
+            "SELECT count(*) FROM case_deadline WHERE case_id = $1 AND raised_at IS NULL",
+            opening.case_id,
+        )
+        assert pending >= 1, "the acknowledgement deadline is stored, not held in memory"
+
+        clock.advance(dt.timedelta(hours=25))
+        app, wiring = build(*SERVICES, settings=settings, clock=clock)
+        await app.start()
+        try:
+            assert wiring.coordinator is not None
+            raised = await wiring.coordinator.tick()
+            assert raised >= 1
+            assert await wiring.coordinator.tick() == 0, "an escalation is raised once"
+        finally:
+            await app.stop()
+        escalations = {
+            a: [
+                orjson.loads(i.raw)
+                for i in items
+                if i.event_type.endswith("escalation_raised.v1") and i.case_id == opening.case_id
+            ]
+            for a, items in (
+                await read_feeds(settings, ["id-shelter-ngo", "id-national-referral"])
+            ).items()
+        }
+        assert escalations["id-shelter-ngo"], "the owning agency is told"
+        assert escalations["id-national-referral"], "and its fallback agency"
+        assert escalations["id-shelter-ngo"][0]["rule_id"]
+    finally:
+        await conn.close()
