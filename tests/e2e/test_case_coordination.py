@@ -304,3 +304,55 @@ async def test_deadline_survives_a_restart_and_escalates(stack: Stack) -> None:
         assert escalations["id-shelter-ngo"][0]["rule_id"]
     finally:
         await conn.close()
+
+
+async def test_referrals_of_one_person_are_flagged_on_both_cases_never_merged(
+    world: World,
+) -> None:
+    """Two agencies refer the same (synthetic) person: both cases are flagged for review."""
+    first, second = f"REF-{world.run}-21", f"REF-{world.run}-22"
+    person = {
+        "given_name": "Synthetic",
+        "family_name": "Twice-Referred",
+        "date_of_birth": "1996-03-04",
+        "gender": "Feminine",
+        "nationality": "KH",
+    }
+    for case_id, agency in ((first, "id-police-aht"), (second, "id-labour-inspectorate")):
+        step = coordination.referral_steps(world.run)[0]
+        data = orjson.loads(step.message.value)
+        data.update(case_id=case_id, reporting_agency=agency, person=person)
+        message = AgencyMessage(
+            "same person",
+            step.message.topic,
+            case_id.encode(),
+            [
+                (
+                    k,
+                    f"urn:agency:{agency}:x".encode()
+                    if k == "ce_source"
+                    else (str(uuid.uuid4()).encode() if k == "ce_id" else v),
+                )
+                for k, v in step.message.headers
+            ],
+            orjson.dumps(data),
+            "",
+        )
+        await world.send([message])
+        assert await coordination.wait_for_version(world.conn, case_id, 1) >= 1
+    await coordination.wait_for_version(world.conn, first, 2)
+    rows = dict(
+        await world.conn.fetch(
+            "SELECT case_id, snapshot::jsonb->'possible_duplicate_of' FROM case_state"
+            " WHERE case_id = ANY($1::text[])",
+            [first, second],
+        )
+    )
+    assert orjson.loads(rows[first]) == [second]
+    assert orjson.loads(rows[second]) == [first]
+    keys = await world.conn.fetch(
+        "SELECT DISTINCT person_key FROM case_state WHERE case_id = ANY($1::text[])",
+        [first, second],
+    )
+    assert len(keys) == 1
+    assert keys[0][0].startswith("pk1:"), "a keyed hash, not the name"
