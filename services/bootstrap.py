@@ -16,6 +16,8 @@ from faststream.kafka import KafkaBroker
 
 from schemas.registry import EVENT_TYPES
 from schemas.topics import FIXED_TOPICS, inbox_topic, updates_topic
+from services.audit.checkpoints import run_signer
+from services.audit.config import AuditSettings
 from services.audit.handlers import Auditor
 from services.audit.handlers import build_router as audit_router
 from services.audit.store import AuditLog
@@ -119,17 +121,32 @@ def wire(settings: Settings, services: Iterable[str], *, clock: Clock | None = N
 
 
 def build_app(
-    *services: str, settings: Settings | None = None, clock: Clock | None = None
+    *services: str,
+    settings: Settings | None = None,
+    clock: Clock | None = None,
+    audit: AuditSettings | None = None,
 ) -> FastStream:
-    return build(*services, settings=settings, clock=clock)[0]
+    return build(*services, settings=settings, clock=clock, audit=audit)[0]
 
 
 def build(
-    *services: str, settings: Settings | None = None, clock: Clock | None = None
+    *services: str,
+    settings: Settings | None = None,
+    clock: Clock | None = None,
+    audit: AuditSettings | None = None,
 ) -> tuple[FastStream, Wiring]:
-    """The app and its wiring (tests reach the case coordinator through it)."""
+    """The app and its wiring (tests reach the case coordinator through it).
+
+    With "audit" and a signing key configured (CASEBRIDGE_AUDIT_SIGNING_KEY[_FILE]), the audit
+    service also runs the tree-head signer; without one it only appends (and says so).
+    """
     settings = settings or get_settings()
     w = wire(settings, services or SERVICES, clock=clock)
+    audit = audit or AuditSettings()
+    has_key = audit.signing_key is not None or audit.signing_key_file is not None
+    sign = "audit" in (services or SERVICES) and has_key
+    signer_stop = asyncio.Event()
+    signers: list[asyncio.Task[None]] = []
     app = FastStream(w.broker, logger=w.logger)
     clocks: list[asyncio.Task[None]] = []
 
@@ -146,11 +163,18 @@ def build(
         if w.coordinator is not None:
             every = settings.deadline_tick_s
             clocks.append(asyncio.create_task(run_deadline_clock(w.coordinator, every_s=every)))
+        if sign:
+            signers.append(asyncio.create_task(run_signer(settings, audit, signer_stop)))
+        elif "audit" in (services or SERVICES):
+            w.logger.warning("no audit signing key configured: tree heads are not signed")
 
     @app.on_shutdown
     async def _stop_clock() -> None:
         for task in clocks:
             await stop(task)
+        signer_stop.set()  # the signer signs what is left, then returns
+        for task in signers:
+            await asyncio.wait_for(task, timeout=60)
 
     @app.after_shutdown
     async def _stop() -> None:

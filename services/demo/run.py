@@ -12,10 +12,14 @@ import asyncio
 import time
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
+from services.audit.config import AuditSettings
+from services.audit.logcheck import verify_against_latest
+from services.audit.tree_head import generate_keypair, private_key_pem, public_key_pem
 from services.bootstrap import SERVICES, build_app, load_routing_policy
 from services.cases.rebuild import rebuild
 from services.cases.watch import read_feeds
@@ -23,7 +27,7 @@ from services.demo import coordination
 from services.demo.scenario import AgencyMessage, build_scenario
 from services.runtime.database import asyncpg_dsn
 from services.runtime.migrations import upgrade
-from services.runtime.settings import Settings, get_settings
+from services.runtime.settings import REPO_ROOT, Settings, get_settings
 
 WAIT_S = 60.0
 
@@ -147,10 +151,54 @@ async def run_coordination_part(settings: Settings, conn: asyncpg.Connection, ru
     return ok and report.ok
 
 
-async def run_demo(settings: Settings, *, keep_running: bool) -> int:
+def demo_audit_settings(export_dir: Path) -> tuple[AuditSettings, Path]:
+    """The configured audit settings; without a signing key, a demo key kept in `export_dir`
+    (a deployment configures its own: CASEBRIDGE_AUDIT_SIGNING_KEY[_FILE]). Returns the
+    settings and the public key file a verifier trusts."""
+    audit = AuditSettings()
+    if audit.signing_key is None and audit.signing_key_file is None:
+        key_file = export_dir / "audit-demo-signing-key.pem"
+        if not key_file.exists():
+            export_dir.mkdir(parents=True, exist_ok=True)
+            private, _ = generate_keypair()
+            key_file.write_text(private_key_pem(private))
+            key_file.chmod(0o600)
+        audit = AuditSettings(
+            signing_key_file=key_file, export_dir=export_dir, sth_every_seconds=2.0
+        )
+    public_file = audit.export_dir / "audit-public-key.pem"
+    public_file.write_text(public_key_pem(audit.private_key()))
+    return audit, public_file
+
+
+async def verify_audit_log(settings: Settings, audit: AuditSettings, public_file: Path) -> bool:
+    report = await verify_against_latest(
+        settings.database_url,
+        public_file,
+        tree_heads_file=audit.tree_heads_path,
+        leaf_hashes_file=audit.leaf_hashes_path,
+    )
+    print("\n== Audit log verified against the latest signed tree head ==")
+    print(f"  trusting only the public key {public_file}")
+    print(
+        f"  tree size {report.tree_size}, records checked {report.checked}: "
+        + (
+            "OK, every record matches the signed root"
+            if report.ok
+            else f"FAILED ({report.problem}, first divergent seq {report.first_divergent_seq})"
+        )
+    )
+    return report.ok
+
+
+async def run_demo(
+    settings: Settings, *, keep_running: bool, export_dir: Path | None = None
+) -> int:
     await asyncio.to_thread(upgrade, settings.migration_database_url)
-    app = build_app(*SERVICES, settings=settings)
+    audit, public_file = demo_audit_settings(export_dir or REPO_ROOT / ".run")
+    app = build_app(*SERVICES, settings=settings, audit=audit)
     await app.start()
+    stopped = False
     try:
         run = uuid.uuid4().hex[:6].upper()
         conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
@@ -159,13 +207,18 @@ async def run_demo(settings: Settings, *, keep_running: bool) -> int:
             ok &= await run_coordination_part(settings, conn, run)
         finally:
             await conn.close()
-        print("\nDemo result:", "OK" if ok else "FAILED")
         if keep_running:
-            print("Services keep running (Ctrl-C to stop).")
+            print("\nServices keep running (Ctrl-C to stop).")
             await asyncio.Event().wait()
+        await asyncio.sleep(1.0)  # the audit consumer appends the last updates
+        await app.stop()  # the signer signs the final tree head on the way out
+        stopped = True
+        ok &= await verify_audit_log(settings, audit, public_file)
+        print("\nDemo result:", "OK" if ok else "FAILED")
         return 0 if ok else 1
     finally:
-        await app.stop()
+        if not stopped:
+            await app.stop()
 
 
 def main(*, keep_running: bool = False, settings: Settings | None = None) -> int:

@@ -4,6 +4,7 @@ line captured and checked for personal data."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -18,12 +19,12 @@ PERSONAL_VALUES = ("Synthetic", "Person-A", "Person-B", "Person-C")
 
 
 async def test_demo_routes_each_event_and_logs_no_personal_data(
-    stack: Stack, capfd: pytest.CaptureFixture[str]
+    stack: Stack, capfd: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     ns = f"t{uuid.uuid4().hex[:10]}."
     settings = stack.settings(topic_prefix=ns, group_prefix=ns + "cb", log_level="DEBUG")
 
-    code = await run_demo(settings, keep_running=False)
+    code = await run_demo(settings, keep_running=False, export_dir=tmp_path)
     out, err = capfd.readouterr()
 
     assert code == 0, out
@@ -35,6 +36,8 @@ async def test_demo_routes_each_event_and_logs_no_personal_data(
     assert "-> inbox of id-immigration" not in out, "no referral reaches immigration"
     assert "id-immigration: 0 updates" in out, "immigration sees no case (non-punishment)"
     assert "Rebuild from the case event log:" in out
+    assert "OK, every record matches the signed root" in out
+    assert (tmp_path / "tree-heads.jsonl").read_text().strip(), "heads exported outside PostgreSQL"
     assert err.strip(), "the services logged something (the check below is not vacuous)"
     for value in PERSONAL_VALUES:
         assert value not in err, f"a personal value reached the logs: {value}"

@@ -1,0 +1,390 @@
+"""Audit log at scale: `python -m benchmarks.audit_scale [--events 1000000]`.
+
+Loads N synthetic audit records straight into a fresh, migrated database (COPY, with correct
+gapless seqs and leaf hashes, about 20,000 cases, several event types, agencies and outcomes,
+times spread over ten months so the monthly partitions are used), signs tree heads over them
+with a throwaway key, then measures what the issue's targets are about:
+
+* case history: the full history of a random case through `queries.find_events`;
+* inclusion proof: record + latest signed head + audit path for a random seq on the whole
+  tree, checked locally (the in-memory tree's one-off load is reported separately);
+* full verification: every record read from PostgreSQL in seq order, leaves recomputed,
+  payload digests checked, root compared with the signed head (`logcheck.verify_database`).
+
+Prints target, measured and ratio (measured / target; below 1 meets the target). The
+database is dropped afterwards unless --keep. Synthetic data only: no real names or cases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import random
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import orjson
+
+from services.audit.canonical import AuditEntry, entry_leaf_hash
+from services.audit.logcheck import verify_database
+from services.audit.merkle import MerkleTree, verify_inclusion
+from services.audit.queries import (
+    EventFilter,
+    LeafHashCache,
+    find_events,
+    get_event,
+    inclusion_proof,
+)
+from services.audit.tree_head import generate_keypair, sign_tree_head, verify_tree_head
+from services.runtime.database import asyncpg_dsn
+from services.runtime.migrations import upgrade
+
+ADMIN_URL = "postgresql://postgres@127.0.0.1:15432/postgres"
+"""A role that may CREATE DATABASE (the owner role may not): the dev stack's superuser."""
+OWNER = "casebridge_owner"
+COLUMNS = (
+    "seq",
+    "recorded_at",
+    "event_id",
+    "event_source",
+    "event_type",
+    "subject",
+    "agency",
+    "outcome",
+    "reason_code",
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+    "attributes",
+    "payload",
+    "raw_value",
+    "payload_digest",
+    "leaf_hash",
+)
+AGENCIES = (
+    "id-national-referral",
+    "id-police-aht",
+    "id-immigration",
+    "id-labour-inspectorate",
+    "id-child-protection",
+    "id-shelter-ngo",
+    "id-rcc-jakarta",
+    "au-jrcc",
+    "id-return-programme",
+    "mm-return-reception",
+    "th-police-aht",
+    "th-child-protection",
+)
+EVENT_TYPES = (
+    "org.casebridge.referral.submitted.v1",
+    "org.casebridge.referral.updated.v1",
+    "org.casebridge.return.requested.v1",
+    "org.casebridge.sar.alert.v1",
+    "org.casebridge.sar.sitrep.v1",
+    "org.casebridge.case.accepted.v1",
+    "org.casebridge.case.closed.v1",
+)
+START = datetime(2026, 1, 1, tzinfo=UTC)
+SPAN = timedelta(days=300)
+TARGET_CASE_P99_MS = 50.0
+TARGET_PROOF_MS = 10.0
+TARGET_VERIFY_S = 10.0
+
+
+@dataclass
+class Generator:
+    """Deterministic synthetic records; a case's events cluster in time, as real cases do."""
+
+    events: int
+    cases: int
+    rng: random.Random
+    offsets: dict[tuple[str, int], int]
+
+    def case_at(self, fraction: float) -> str:
+        centre = fraction + self.rng.gauss(0.0, 0.02)
+        index = min(self.cases - 1, max(0, int(centre * self.cases)))
+        return f"CB-2026-{index:06d}"
+
+    def row(self, seq: int) -> tuple[tuple[object, ...], bytes]:
+        rng = self.rng
+        fraction = seq / self.events
+        # Records arrive in batches sharing one recorded_at, as the audit consumer writes them.
+        recorded_at = START + SPAN * ((seq // 50) * 50 / self.events)
+        case_id = self.case_at(fraction)
+        agency = rng.choice(AGENCIES)
+        event_type = rng.choice(EVENT_TYPES)
+        roll = rng.random()
+        reason: str | None = None
+        if roll < 0.35:
+            outcome, topic = "received", "casebridge.inbound." + event_type.split(".")[2]
+        elif roll < 0.55:
+            outcome, topic = "routed", "casebridge.routing.decisions"
+        elif roll < 0.80:
+            outcome, topic = "delivered", f"casebridge.inbox.{agency}"
+        elif roll < 0.97:
+            outcome, topic = "published", f"casebridge.updates.{agency}"
+        elif roll < 0.995:
+            outcome, topic, reason = "rejected", "casebridge.deadletter", "INVALID_PAYLOAD"
+        else:
+            outcome, topic = "query", "casebridge.audit.queries"
+        partition = rng.randrange(6)
+        key = (topic, partition)
+        offset = self.offsets.get(key, 0)
+        self.offsets[key] = offset + 1
+        event_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        source = f"urn:casebridge:agency:{agency}"
+        document = {
+            "case_id": case_id,
+            "reporting_agency": agency,
+            "reported_at": recorded_at.isoformat(),
+            "summary": "Synthetic record for the audit benchmark; no real person or case.",
+            "indicators": rng.sample(["deception", "debt", "documents", "isolation", "threats"], 2),
+            "person": {
+                "ref": f"P-{rng.randrange(10**8):08d}",
+                "age_band": rng.choice(["<18", "18-25", "26-40", ">40"]),
+            },
+            "notes": "x" * rng.randrange(80, 320),
+        }
+        raw = orjson.dumps(document)
+        payload_json: str | None = raw.decode()
+        if outcome == "rejected" and rng.random() < 0.5:
+            raw, payload_json = b"\xff\xfenot json " + raw[:40], None
+        digest = hashlib.sha256(raw).digest()
+        attributes = orjson.dumps(
+            {
+                "ce_id": event_id,
+                "ce_source": source,
+                "ce_type": event_type,
+                "ce_subject": case_id,
+                "content-type": "application/json",
+            }
+        ).decode()
+        entry = AuditEntry(
+            seq=seq,
+            event_id=event_id,
+            event_source=source,
+            event_type=event_type,
+            subject=case_id,
+            kafka_topic=topic,
+            kafka_partition=partition,
+            kafka_offset=offset,
+            recorded_at=recorded_at,
+            outcome=outcome,
+            reason_code=reason,
+            payload_digest=digest,
+        )
+        leaf = entry_leaf_hash(entry)
+        return (
+            seq,
+            recorded_at,
+            event_id,
+            source,
+            event_type,
+            case_id,
+            agency,
+            outcome,
+            reason,
+            topic,
+            partition,
+            offset,
+            attributes,
+            payload_json,
+            raw,
+            digest,
+            leaf,
+        ), leaf
+
+
+async def create_database(admin_url: str) -> tuple[str, str]:
+    """A fresh database owned by the owner role and migrated by it, as tests/support/stack.py
+    makes them; returns its name and the owner's URL for it."""
+    name = f"cb_bench_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(asyncpg_dsn(admin_url))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}" OWNER {OWNER}')
+    finally:
+        await conn.close()
+    host = admin_url.split("@", 1)[1].rsplit("/", 1)[0]
+    owner_url = f"postgresql+asyncpg://{OWNER}@{host}/{name}"
+    await asyncio.to_thread(upgrade, owner_url)
+    return name, owner_url
+
+
+async def drop_database(admin_url: str, name: str) -> None:
+    conn = await asyncpg.connect(asyncpg_dsn(admin_url))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def load(url: str, events: int, cases: int, seed: int) -> list[bytes]:
+    """COPY the synthetic log in chunks; returns the leaf hashes in seq order."""
+    gen = Generator(events, cases, random.Random(seed), {})
+    leaves: list[bytes] = []
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        chunk = 50_000
+        for lo in range(0, events, chunk):
+            rows = []
+            for seq in range(lo, min(events, lo + chunk)):
+                row, leaf = gen.row(seq)
+                rows.append(row)
+                leaves.append(leaf)
+            await conn.copy_records_to_table("audit_log", columns=COLUMNS, records=rows)
+            print(f"\r  loaded {len(leaves):>9,} / {events:,}", end="", file=sys.stderr)
+        print(file=sys.stderr)
+        await conn.execute("UPDATE audit_head SET next_seq = $1 WHERE id = 1", events)
+        await conn.execute("ANALYZE audit_log")
+    finally:
+        await conn.close()
+    return leaves
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+async def run(args: argparse.Namespace) -> int:
+    print(f"creating a fresh database for {args.events:,} events ...", file=sys.stderr)
+    name, url = await create_database(args.admin_url)
+    try:
+        t0 = time.perf_counter()
+        leaves = await load(url, args.events, args.cases, args.seed)
+        load_s = time.perf_counter() - t0
+        private, public = generate_keypair()
+        tree = MerkleTree.from_leaf_hashes(leaves)
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            now_ms = int(time.time() * 1000)
+            sizes = [*range(args.sth_every, args.events, args.sth_every), args.events]
+            await conn.executemany(
+                "INSERT INTO audit_tree_head (tree_size, root_hash, timestamp_ms, signature,"
+                " key_id) VALUES ($1, $2, $3, $4, $5)",
+                [
+                    (h.tree_size, h.root_hash, h.timestamp, h.signature, h.key_id)
+                    for h in (sign_tree_head(private, s, tree.root(s), now_ms + s) for s in sizes)
+                ],
+            )
+        finally:
+            await conn.close()
+        print(f"  loaded in {load_s:.1f} s; {len(sizes)} tree heads signed", file=sys.stderr)
+
+        pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=2, max_size=4)
+        assert pool is not None
+        try:
+            rng = random.Random(args.seed + 1)
+            case_ms: list[float] = []
+            sizes_seen: list[int] = []
+            for _ in range(args.queries):
+                case_id = f"CB-2026-{rng.randrange(args.cases):06d}"
+                t = time.perf_counter()
+                page = await find_events(pool, EventFilter(case_id=case_id), limit=1000)
+                case_ms.append((time.perf_counter() - t) * 1000)
+                sizes_seen.append(len(page.items))
+
+            cache = LeafHashCache()
+            t = time.perf_counter()
+            await cache.tree(pool, args.events)
+            warm_s = time.perf_counter() - t
+            proof_ms: list[float] = []
+            for _ in range(args.proofs):
+                seq = rng.randrange(args.events)
+                t = time.perf_counter()
+                row = await get_event(pool, seq)
+                proof = await inclusion_proof(pool, cache, seq)
+                assert row is not None
+                assert proof.tree_head is not None
+                ok = verify_tree_head(public, proof.tree_head) and verify_inclusion(
+                    entry_leaf_hash(row.entry()),
+                    seq,
+                    proof.tree_size,
+                    proof.path,
+                    proof.tree_head.root_hash,
+                )
+                proof_ms.append((time.perf_counter() - t) * 1000)
+                assert ok, f"inclusion proof for seq {seq} does not verify"
+        finally:
+            await pool.close()
+
+        t = time.perf_counter()
+        report = await verify_database(url, public, workers=args.workers)
+        verify_s = time.perf_counter() - t
+        assert report.ok, report.detail
+
+        case_p50, case_p99 = percentile(case_ms, 50), percentile(case_ms, 99)
+        proof_p50, proof_p99 = percentile(proof_ms, 50), percentile(proof_ms, 99)
+        mean_events = statistics.mean(sizes_seen)
+        print()
+        print(
+            f"audit log benchmark: {args.events:,} events, {args.cases:,} cases,"
+            f" {len(sizes)} signed tree heads (database {name})"
+        )
+        print(f"{'measure':<44}{'target':>12}{'measured':>12}{'ratio':>8}  verdict")
+        lines = [
+            (
+                f"case history p50 ({mean_events:.0f} events/case)",
+                TARGET_CASE_P99_MS,
+                case_p50,
+                "ms",
+            ),
+            ("case history p99", TARGET_CASE_P99_MS, case_p99, "ms"),
+            ("inclusion proof p50 (record+head+path+check)", TARGET_PROOF_MS, proof_p50, "ms"),
+            ("inclusion proof p99", TARGET_PROOF_MS, proof_p99, "ms"),
+            (f"full verification of {args.events:,} records", TARGET_VERIFY_S, verify_s, "s"),
+        ]
+        met = True
+        for label, target, measured, unit in lines:
+            ratio = measured / target
+            verdict = "meets" if ratio < 1 or (unit == "s" and ratio <= 1) else "MISSES"
+            if label.startswith(("case history p99", "inclusion proof p99", "full")):
+                met = met and verdict == "meets"
+            print(
+                f"{label:<44}{target:>10.1f}{unit:<2}{measured:>10.2f}{unit:<2}{ratio:>8.3f}"
+                f"  {verdict}"
+            )
+        print(
+            f"(one-off load of the in-memory Merkle tree for proofs: {warm_s:.2f} s;"
+            f" synthetic load: {load_s:.1f} s)"
+        )
+        return 0 if met else 1
+    finally:
+        if args.keep:
+            print(f"kept database {name}: {url}", file=sys.stderr)
+        else:
+            await drop_database(args.admin_url, name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.audit_scale",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--cases", type=int, default=20_000)
+    parser.add_argument("--queries", type=int, default=500, help="random case-history queries")
+    parser.add_argument("--proofs", type=int, default=500, help="random inclusion proofs")
+    parser.add_argument("--sth-every", type=int, default=10_000, help="sign a head every N")
+    parser.add_argument("--workers", type=int, default=None, help="verification processes")
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument(
+        "--admin-url", default=ADMIN_URL, help="a role that may create databases on the server"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    args = parser.parse_args(argv)
+    if args.events < 1 or args.cases < 1:
+        parser.error("--events and --cases must be positive")
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

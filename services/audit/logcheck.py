@@ -1,0 +1,611 @@
+"""Checks a stored audit log (PostgreSQL, read-only, or a JSONL export) against signed heads.
+
+Trusts only the Ed25519 public key. Tree heads come from wherever the caller got them (the
+signer's `tree-heads.jsonl`, the Kafka topic, the `audit_tree_head` table): only their
+signatures make them evidence. The latest one (largest size) must verify; every record
+below its size is read in seq order, re-encoded as a leaf (`canonical.encode_leaf`) and
+folded into the root, which must equal the signed root (`verify.verify_log` does the
+judging). Three things beyond the leaves are checked, because the leaf holds only a digest:
+
+* each record's raw value (the exact bytes received, `raw_value`) must still hash to its
+  `payload_digest`: this catches a changed payload whose leaf fields were left alone;
+* optionally, the queryable jsonb copy (`payload`) must still equal the raw value parsed;
+* when the root does not match, each record's stored `leaf_hash` is compared with the
+  recomputed one. The column is not evidence by itself, but it is passed to `verify_log` as
+  `leaf_hashes`, which trusts it exactly as far as a signed root matches it, and a record
+  that contradicts its own stored hash is named when signed evidence only narrows a
+  divergence down to an interval (it is what a careless tamperer leaves behind).
+
+Given the signer's exported `leaf-hashes.bin` instead, the first divergent record is named
+exactly even when rows and stored leaf hashes were rewritten together.
+
+Reading a million rows and hashing them is CPU-bound Python, so the database check splits
+the seq range over worker processes (each reads its own range on its own connection); only
+if that fast pass finds anything wrong is the log read again, sequentially, for diagnosis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import itertools
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Final
+
+import asyncpg
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from services.audit.canonical import LEAF_FIELDS, AuditEntry, encode_leaf
+from services.audit.merkle import HASH_SIZE, MerkleTree, leaf_hash
+from services.audit.queries import LEAF_COLUMNS, all_tree_heads, entry_from_row, rfc3339
+from services.audit.tree_head import (
+    SignedTreeHead,
+    load_public_key,
+    sth_from_json,
+    verify_tree_head,
+)
+from services.audit.verify import DUPLICATE_SEQ, VerificationReport, verify_log
+from services.runtime.database import asyncpg_dsn
+from services.runtime.logging import get_logger
+
+log = get_logger("casebridge.audit.verify")
+
+__all__ = [
+    "CONFLICTING_HEADS",
+    "JSON_COPY_MISMATCH",
+    "NO_TREE_HEAD",
+    "PAYLOAD_MISMATCH",
+    "UNREADABLE_EXPORT",
+    "entry_from_record",
+    "load_public_key_file",
+    "read_leaf_hashes_file",
+    "read_tree_heads_file",
+    "verify_against_latest",
+    "verify_database",
+    "verify_export",
+]
+
+PAYLOAD_MISMATCH: Final = "payload_mismatch"
+"""A record's raw value no longer hashes to the payload digest in its (verified) leaf."""
+JSON_COPY_MISMATCH: Final = "json_copy_mismatch"
+"""A record's jsonb copy differs from its raw value."""
+NO_TREE_HEAD: Final = "no_tree_head"
+"""No tree head to check against."""
+CONFLICTING_HEADS: Final = "conflicting_tree_heads"
+"""Two validly signed heads of one size with different roots: the key signed two histories."""
+UNREADABLE_EXPORT: Final = "unreadable_export"
+"""An export line is not a record (its position is reported as the divergent seq)."""
+
+_ZERO = bytes(HASH_SIZE)
+_FETCH = 20_000
+_PARALLEL_FROM = 50_000
+_JSON_COPY_OK = (
+    "CASE WHEN payload IS NULL THEN true"
+    " WHEN raw_value IS NULL THEN false"
+    " WHEN pg_catalog.sha256(raw_value) <> payload_digest THEN NULL"
+    " ELSE payload = pg_catalog.convert_from(raw_value, 'UTF8')::jsonb END"
+)
+
+
+def read_tree_heads_file(path: Path) -> list[SignedTreeHead]:
+    """Every parseable head in a tree-heads JSONL file (unparseable lines are skipped and
+    logged: a torn last line after a crash must not hide the heads before it)."""
+    heads: list[SignedTreeHead] = []
+    if not path.exists():
+        return heads
+    for number, line in enumerate(path.read_bytes().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            heads.append(sth_from_json(line))
+        except ValueError as exc:
+            log.warning("unreadable tree head line", file=str(path), line=number, error=str(exc))
+    return heads
+
+
+def read_leaf_hashes_file(path: Path) -> list[bytes]:
+    """The leaf hashes in a leaf-hashes file (a torn trailing partial hash is ignored)."""
+    data = path.read_bytes()
+    usable = len(data) - len(data) % HASH_SIZE
+    return [data[i : i + HASH_SIZE] for i in range(0, usable, HASH_SIZE)]
+
+
+def load_public_key_file(path: Path | str) -> Ed25519PublicKey:
+    """The verifier's only trust anchor: a PEM (or base64 raw) Ed25519 public key file."""
+    return load_public_key(Path(path).read_text())
+
+
+def _as_public_key(key: Ed25519PublicKey | Path | str | bytes) -> Ed25519PublicKey:
+    if isinstance(key, Ed25519PublicKey):
+        return key
+    if isinstance(key, Path):
+        return load_public_key_file(key)
+    return load_public_key(key)
+
+
+def _report(
+    problem: str | None,
+    size: int,
+    detail: str,
+    *,
+    checked: int = 0,
+    first: int | None = None,
+) -> VerificationReport:
+    return VerificationReport(
+        ok=problem is None,
+        problem=problem,
+        checked=checked,
+        tree_size=size,
+        first_divergent_seq=first,
+        intact_prefix=size if problem is None else (first or 0),
+        divergent_before=None if first is None else first + 1,
+        detail=detail,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Heads:
+    latest: SignedTreeHead | None
+    verified: list[SignedTreeHead]
+    refusal: VerificationReport | None
+
+
+def _select_heads(heads: Iterable[SignedTreeHead], key: Ed25519PublicKey) -> _Heads:
+    """The latest head (largest size, then newest) and the validly signed ones.
+
+    The latest is chosen *before* checking signatures: if the newest head does not verify
+    that is reported, rather than quietly falling back to an older head that would leave a
+    truncated tail unnoticed.
+    """
+    every = list(heads)
+    if not every:
+        return _Heads(None, [], _report(NO_TREE_HEAD, 0, "no tree head to verify against"))
+    latest = max(every, key=lambda h: (h.tree_size, h.timestamp))
+    if not verify_tree_head(key, latest):
+        return _Heads(latest, [], verify_log((), latest, key))
+    verified = [h for h in every if verify_tree_head(key, h)]
+    roots: dict[int, bytes] = {}
+    for head in verified:
+        if roots.setdefault(head.tree_size, head.root_hash) != head.root_hash:
+            detail = f"two validly signed heads of size {head.tree_size} with different roots"
+            return _Heads(latest, verified, _report(CONFLICTING_HEADS, latest.tree_size, detail))
+    return _Heads(latest, verified, None)
+
+
+@dataclass(slots=True)
+class _Evidence:
+    """What the reading pass saw besides the leaves (positions are the order rows came in)."""
+
+    recomputed: bytearray
+    stored: bytearray
+    rows: int = 0
+    misordered: int | None = None
+    payload_bad: int | None = None
+    json_bad: int | None = None
+
+    def first_self_contradiction(self, lo: int, hi: int) -> int | None:
+        """First position in lo..hi-1 whose record differs from its own stored leaf hash."""
+        r, s = self.recomputed, self.stored
+        for i in range(lo, min(hi, self.rows)):
+            a = i * HASH_SIZE
+            if r[a : a + HASH_SIZE] != s[a : a + HASH_SIZE]:
+                return i
+        return None
+
+
+def _min(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _conclude(
+    report: VerificationReport,
+    evidence: _Evidence,
+    *,
+    exact_leaves: bool,
+    unsigned: int,
+) -> VerificationReport:
+    """Fold the payload checks and the stored-leaf-hash comparison into `verify_log`'s report.
+
+    `first_divergent_seq` becomes the smallest seq proven or shown wrong; the detail says by
+    what evidence.
+    """
+    first = report.first_divergent_seq
+    problem = report.problem
+    notes: list[str] = [report.detail]
+    if problem == DUPLICATE_SEQ and first is not None:
+        first -= 1  # rows come in seq order: the repeated seq is the one before the break
+        notes = [f"seq {first} appears more than once"]
+    if not report.ok and first is None and report.divergent_before is not None:
+        hint = evidence.first_self_contradiction(report.intact_prefix, report.divergent_before)
+        if hint is not None:
+            first = hint
+            notes.append(f"seq {hint} no longer hashes to its stored leaf hash")
+        elif not exact_leaves:
+            notes.append("the exported leaf-hashes file would name the exact record")
+    for code, seq, what in (
+        (PAYLOAD_MISMATCH, evidence.payload_bad, "raw value no longer hashes to its digest"),
+        (JSON_COPY_MISMATCH, evidence.json_bad, "jsonb copy differs from the raw value"),
+    ):
+        if seq is not None and (first is None or seq < first or report.ok):
+            if first is None or seq < first:
+                first = seq
+                problem = code
+            notes.append(f"seq {seq}: {what}")
+    if problem is None:
+        tail = f"; {unsigned} newer records not yet covered by a signed head" if unsigned else ""
+        return replace(report, detail=report.detail + tail)
+    intact = report.intact_prefix if first is None else min(report.intact_prefix, first)
+    before = report.divergent_before if first is None else first + 1
+    if report.divergent_before is not None and before is not None:
+        before = min(before, report.divergent_before)
+    return replace(
+        report,
+        ok=False,
+        problem=problem,
+        first_divergent_seq=first,
+        intact_prefix=intact,
+        divergent_before=before,
+        detail="; ".join(notes),
+    )
+
+
+# --- the database ----------------------------------------------------------------------------
+
+
+def _chunk_sql(check_json: bool) -> str:
+    extra = f", {_JSON_COPY_OK}" if check_json else ""
+    return (
+        f"SELECT {LEAF_COLUMNS}, raw_value{extra} FROM audit_log"  # noqa: S608
+        " WHERE seq >= $1 AND seq < $2 ORDER BY seq, recorded_at"
+    )
+
+
+async def _connect(dsn: str) -> asyncpg.Connection:
+    """A connection that cannot write, whatever role the URL names.
+
+    Sorting is switched off for it: reading a seq range in order is then a merge of the
+    partitions' (seq, recorded_at) primary key scans, which return rows already in order,
+    instead of a sort of wide rows that the planner otherwise prefers and that costs more
+    than the scan itself.
+    """
+    settings = {"default_transaction_read_only": "on", "enable_sort": "off", "jit": "off"}
+    conn: asyncpg.Connection = await asyncpg.connect(asyncpg_dsn(dsn), server_settings=settings)
+    return conn
+
+
+_SETTERS = tuple(AuditEntry.__dict__[name].__set__ for name in LEAF_FIELDS)
+
+
+def _unchecked_entry(values: Sequence[Any]) -> AuditEntry:
+    """An `AuditEntry` from `LEAF_COLUMNS` values without `__post_init__`'s checks.
+
+    Those checks catch a bad record where it is made; here they would cost a quarter of the
+    verification time and decide nothing: the columns are typed by PostgreSQL, and a row
+    whose encoding equals the signed leaf *is* the logged record (SHA-256), while any other
+    row, valid or not, fails the root comparison. Rows that cannot be encoded fail there too.
+    """
+    entry: AuditEntry = object.__new__(AuditEntry)
+    for setter, value in zip(_SETTERS, values, strict=False):
+        setter(entry, value)
+    return entry
+
+
+async def _read_chunk(dsn: str, lo: int, hi: int, check_json: bool) -> _Evidence:
+    """Recompute the leaf hashes of seq lo..hi-1 with `encode_leaf` and check the payloads
+    (runs in a worker process)."""
+    evidence = _Evidence(bytearray(), bytearray())
+    append_r = evidence.recomputed.extend
+    sha256 = hashlib.sha256
+    conn = await _connect(dsn)
+    try:
+        statement = await conn.prepare(_chunk_sql(check_json))
+        position = lo
+        pending = asyncio.ensure_future(statement.fetch(lo, min(hi, lo + _FETCH)))
+        while position < hi:
+            rows = await pending
+            position = min(hi, position + _FETCH)
+            if position < hi:  # the database works on the next batch while we hash this one
+                nxt = statement.fetch(position, min(hi, position + _FETCH))
+                pending = asyncio.ensure_future(nxt)
+            for row in rows:
+                seq = row[0]
+                if evidence.misordered is None and seq != lo + evidence.rows:
+                    evidence.misordered = lo + evidence.rows
+                try:
+                    append_r(sha256(b"\x00" + encode_leaf(_unchecked_entry(row))).digest())
+                except (TypeError, ValueError, AttributeError):
+                    append_r(_ZERO)
+                    if evidence.misordered is None:
+                        evidence.misordered = seq
+                raw = row[12]
+                if sha256(raw if raw is not None else b"").digest() != row[11]:
+                    evidence.payload_bad = _min(evidence.payload_bad, seq)
+                if check_json and row[13] is False:
+                    evidence.json_bad = _min(evidence.json_bad, seq)
+                evidence.rows += 1
+    finally:
+        await conn.close()
+    return evidence
+
+
+def _read_chunk_process(dsn: str, lo: int, hi: int, check_json: bool) -> _Evidence:
+    return asyncio.run(_read_chunk(dsn, lo, hi, check_json))
+
+
+async def _fast_pass(dsn: str, size: int, check_json: bool, workers: int) -> _Evidence:
+    if size < _PARALLEL_FROM or workers <= 1:
+        return await _read_chunk(dsn, 0, size, check_json)
+    bounds = [size * i // workers for i in range(workers + 1)]
+    loop = asyncio.get_running_loop()
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        parts = await asyncio.gather(
+            *(
+                loop.run_in_executor(pool, _read_chunk_process, dsn, a, b, check_json)
+                for a, b in itertools.pairwise(bounds)
+            )
+        )
+    merged = _Evidence(bytearray(), bytearray())
+    for a, part in zip(bounds, parts, strict=False):
+        if merged.misordered is None:
+            if part.misordered is not None:
+                merged.misordered = part.misordered
+            elif merged.rows != a:
+                merged.misordered = merged.rows
+        merged.recomputed += part.recomputed
+        merged.rows += part.rows
+        merged.payload_bad = _min(merged.payload_bad, part.payload_bad)
+        merged.json_bad = _min(merged.json_bad, part.json_bad)
+    return merged
+
+
+async def _stored_leaf_hashes(conn: asyncpg.Connection, size: int) -> bytearray:
+    """The `leaf_hash` column of seq 0..size-1, positionally (repeats and holes included)."""
+    out = bytearray()
+    step = _FETCH * 5
+    for lo in range(0, size, step):
+        rows = await conn.fetch(
+            "SELECT leaf_hash FROM audit_log WHERE seq >= $1 AND seq < $2"
+            " ORDER BY seq, recorded_at",
+            lo,
+            min(size, lo + step),
+        )
+        for (leaf,) in rows:
+            out += leaf if len(leaf) == HASH_SIZE else _ZERO
+    return out
+
+
+def _fast_ok(evidence: _Evidence, size: int, heads: _Heads) -> bool:
+    """The common case, decided without `verify_log`: leaves in order, root and every earlier
+    signed root match, payloads intact. Anything else goes to the full diagnosis."""
+    assert heads.latest is not None
+    if evidence.misordered is not None or evidence.rows != size:
+        return False
+    if evidence.payload_bad is not None or evidence.json_bad is not None:
+        return False
+    r = bytes(evidence.recomputed)
+    tree = MerkleTree.from_leaf_hashes(r[i : i + HASH_SIZE] for i in range(0, len(r), HASH_SIZE))
+    if tree.root(size) != heads.latest.root_hash:
+        return False
+    return all(tree.root(h.tree_size) == h.root_hash for h in heads.verified if h.tree_size <= size)
+
+
+def _entries_from_db(
+    conn: asyncpg.Connection, size: int, loop: asyncio.AbstractEventLoop
+) -> Iterator[AuditEntry]:
+    """Entries of seq 0..size-1 in order (repeats and holes included, so `verify_log` sees
+    them), fetched on the event loop for a consumer running in another thread.
+
+    The caller owns the connection: this generator may be closed on the loop's own thread
+    (when `verify_log` stops early), where waiting for the loop would deadlock.
+    """
+    sql = (
+        f"SELECT {LEAF_COLUMNS} FROM audit_log"  # noqa: S608
+        " WHERE seq >= $1 AND seq < $2 ORDER BY seq, recorded_at"
+    )
+    for lo in range(0, size, _FETCH):
+        rows = asyncio.run_coroutine_threadsafe(
+            conn.fetch(sql, lo, min(size, lo + _FETCH)), loop
+        ).result()
+        for row in rows:
+            try:
+                entry = entry_from_row(row)
+            except (TypeError, ValueError):
+                return  # verify_log reports the missing entry as the break
+            yield entry
+
+
+async def verify_database(
+    database_url: str,
+    public_key: Ed25519PublicKey | Path | str | bytes,
+    *,
+    tree_heads: Iterable[SignedTreeHead] = (),
+    use_table_heads: bool = True,
+    leaf_hashes: Sequence[bytes] | None = None,
+    check_json_copy: bool = False,
+    workers: int | None = None,
+) -> VerificationReport:
+    """Verify the log in PostgreSQL (read-only) against the latest of the given heads.
+
+    `tree_heads`: heads from outside the database (file, Kafka); with `use_table_heads` the
+    `audit_tree_head` table's are added. `leaf_hashes`: the signer's exported leaf hashes.
+    `workers`: processes for the fast pass (default: one per CPU).
+    """
+    key = _as_public_key(public_key)
+    conn = await _connect(database_url)
+    try:
+        heads_list = list(tree_heads)
+        if use_table_heads:
+            heads_list += await all_tree_heads(conn)
+        heads = _select_heads(heads_list, key)
+        if heads.refusal is not None:
+            return heads.refusal
+        assert heads.latest is not None
+        size = heads.latest.tree_size
+        unsigned: int = await conn.fetchval("SELECT count(*) FROM audit_log WHERE seq >= $1", size)
+    finally:
+        await conn.close()
+    workers = workers or max(1, min(8, os.cpu_count() or 1))
+    evidence = await _fast_pass(database_url, size, check_json_copy, workers)
+    if _fast_ok(evidence, size, heads):
+        return _conclude(
+            _report(None, size, f"{size} records match the signed root", checked=size),
+            evidence,
+            exact_leaves=leaf_hashes is not None,
+            unsigned=unsigned,
+        )
+    conn = await _connect(database_url)
+    try:
+        evidence.stored = await _stored_leaf_hashes(conn, size)
+        stored = [
+            bytes(evidence.stored[i : i + HASH_SIZE])
+            for i in range(0, len(evidence.stored), HASH_SIZE)
+        ]
+        report = await asyncio.to_thread(
+            verify_log,
+            _entries_from_db(conn, size, asyncio.get_running_loop()),
+            heads.latest,
+            key,
+            earlier_sths=heads.verified,
+            leaf_hashes=leaf_hashes if leaf_hashes is not None else stored,
+        )
+    finally:
+        await conn.close()
+    return _conclude(report, evidence, exact_leaves=leaf_hashes is not None, unsigned=unsigned)
+
+
+async def verify_against_latest(
+    database_url: str,
+    public_key: Ed25519PublicKey | Path | str | bytes,
+    *,
+    tree_heads_file: Path | None = None,
+    leaf_hashes_file: Path | None = None,
+) -> VerificationReport:
+    """The README demo's last step: the stored log against the latest signed tree head.
+
+    Heads come from the `audit_tree_head` table plus, if given, the signer's exported
+    `tree-heads.jsonl` (which a database owner cannot rewrite); `leaf_hashes_file` (the
+    signer's `leaf-hashes.bin`, ignored if missing) makes the divergent seq exact in every
+    case.
+    """
+    heads = read_tree_heads_file(tree_heads_file) if tree_heads_file is not None else []
+    leaves = None
+    if leaf_hashes_file is not None:
+        try:
+            leaves = read_leaf_hashes_file(leaf_hashes_file)
+        except FileNotFoundError:  # no signer has exported leaves yet: heads alone will do
+            leaves = None
+    return await verify_database(database_url, public_key, tree_heads=heads, leaf_hashes=leaves)
+
+
+# --- an export ---------------------------------------------------------------------------------
+
+
+def entry_from_record(record: Any) -> AuditEntry:
+    """The leaf entry of a record as exported or served by the API (ValueError/TypeError if
+    it is not one); the stored `leaf_hash` in it is ignored."""
+    if not isinstance(record, dict):
+        raise ValueError("line is not a JSON object")
+    recorded_at = record.get("recorded_at")
+    digest = record.get("payload_digest")
+    if not isinstance(recorded_at, str) or not recorded_at.endswith("Z"):
+        raise ValueError("recorded_at must be an RFC 3339 UTC time ending in Z")
+    if not isinstance(digest, str):
+        raise ValueError("payload_digest must be hex")
+    values: dict[str, Any] = {name: record.get(name) for name in LEAF_FIELDS}
+    values["recorded_at"] = datetime.fromisoformat(recorded_at[:-1]).replace(tzinfo=UTC)
+    if rfc3339(values["recorded_at"]) != recorded_at:
+        raise ValueError("recorded_at is not in the leaf format's spelling")
+    values["payload_digest"] = bytes.fromhex(digest)
+    return AuditEntry(**values)  # which checks every field's type
+
+
+def _export_lines(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as fh:
+        for line in fh:
+            if line.strip():
+                yield line
+
+
+def _export_evidence(path: Path, size: int) -> tuple[_Evidence, int | None]:
+    """First pass over an export: stored/recomputed leaf hashes, payload checks, and the
+    position of the first line that is not a record."""
+    evidence = _Evidence(bytearray(), bytearray())
+    for position, line in enumerate(_export_lines(path)):
+        if position >= size:
+            break
+        try:
+            record = orjson.loads(line)
+            entry = entry_from_record(record)
+            stored = bytes.fromhex(record.get("leaf_hash") or "")
+            raw_b64 = record.get("raw_value", False)
+        except (orjson.JSONDecodeError, TypeError, ValueError):
+            return evidence, position
+        evidence.recomputed += leaf_hash(encode_leaf(entry))
+        evidence.stored += stored if len(stored) == HASH_SIZE else _ZERO
+        evidence.rows += 1
+        if raw_b64 is not False:  # the export carries payloads: check them
+            try:
+                raw = b"" if raw_b64 is None else base64.b64decode(raw_b64, validate=True)
+            except (binascii.Error, TypeError, ValueError):
+                raw = None
+            if raw is None or hashlib.sha256(raw).digest() != entry.payload_digest:
+                evidence.payload_bad = _min(evidence.payload_bad, entry.seq)
+    return evidence, None
+
+
+def _entries_from_export(path: Path) -> Iterator[AuditEntry]:
+    for line in _export_lines(path):
+        try:
+            yield entry_from_record(orjson.loads(line))
+        except (orjson.JSONDecodeError, TypeError, ValueError):
+            return
+
+
+def verify_export(
+    path: Path,
+    public_key: Ed25519PublicKey | Path | str | bytes,
+    tree_heads: Iterable[SignedTreeHead],
+    *,
+    leaf_hashes: Sequence[bytes] | None = None,
+) -> VerificationReport:
+    """Verify a whole-log JSONL export (`casebridge audit export --all`) against the latest of
+    `tree_heads`. Payloads are checked when the export carries them."""
+    key = _as_public_key(public_key)
+    heads = _select_heads(tree_heads, key)
+    if heads.refusal is not None:
+        return heads.refusal
+    assert heads.latest is not None
+    size = heads.latest.tree_size
+    evidence, unreadable = _export_evidence(path, size)
+    stored = [
+        bytes(evidence.stored[i : i + HASH_SIZE]) for i in range(0, len(evidence.stored), HASH_SIZE)
+    ]
+    report = verify_log(
+        _entries_from_export(path),
+        heads.latest,
+        key,
+        earlier_sths=heads.verified,
+        leaf_hashes=leaf_hashes if leaf_hashes is not None else stored,
+    )
+    report = _conclude(report, evidence, exact_leaves=leaf_hashes is not None, unsigned=0)
+    if unreadable is not None and (
+        report.first_divergent_seq is None or unreadable <= report.first_divergent_seq
+    ):
+        return replace(
+            report,
+            ok=False,
+            problem=UNREADABLE_EXPORT,
+            first_divergent_seq=unreadable,
+            intact_prefix=min(report.intact_prefix, unreadable),
+            detail=f"export line {unreadable + 1} is not a record; " + report.detail,
+        )
+    return report

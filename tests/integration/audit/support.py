@@ -1,0 +1,145 @@
+"""Synthetic audit records written the way the audit consumer writes them, and the signer."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from services.audit.canonical import AuditEntry, entry_leaf_hash
+from services.audit.checkpoints import TreeHeadSigner
+from services.audit.tree_head import SignedTreeHead
+from services.runtime.database import asyncpg_dsn
+
+COLUMNS = (
+    "seq",
+    "recorded_at",
+    "event_id",
+    "event_source",
+    "event_type",
+    "subject",
+    "agency",
+    "outcome",
+    "reason_code",
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+    "attributes",
+    "payload",
+    "raw_value",
+    "payload_digest",
+    "leaf_hash",
+)
+CASES = ("CASE-A", "CASE-B", "CASE-C")
+AGENCIES = ("id-police-aht", "id-shelter-ngo", "th-police-aht")
+TYPES = ("org.casebridge.referral.submitted.v1", "org.casebridge.sar.alert.v1")
+KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
+PUBLIC = KEY.public_key()
+T0 = datetime(2026, 3, 30, 12, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Row:
+    values: tuple[object, ...]
+
+    @property
+    def seq(self) -> int:
+        seq = self.values[0]
+        assert isinstance(seq, int)
+        return seq
+
+
+def make_row(seq: int, *, case: str | None = None, raw: bytes | None = b"", day: int = 0) -> Row:
+    """Record `seq`: cases, agencies and types cycle; times cross a month boundary so two
+    partitions are used. `raw=b""` means a JSON payload, None a record without a value."""
+    case = case if case is not None else CASES[seq % len(CASES)]
+    agency = AGENCIES[seq % len(AGENCIES)]
+    event_type = TYPES[seq % len(TYPES)]
+    recorded_at = T0 + timedelta(days=day, hours=seq)
+    if raw == b"":
+        raw = orjson.dumps(
+            {"case_id": case, "reporting_agency": agency, "n": seq, "note": "sÿnthetic"}
+        )
+    payload = raw.decode() if raw is not None and raw.startswith(b"{") else None
+    digest = hashlib.sha256(raw or b"").digest()
+    event_id = f"evt-{seq:04d}"
+    source = f"urn:casebridge:agency:{agency}"
+    topic = "casebridge.inbound.referrals"
+    entry = AuditEntry(
+        seq=seq,
+        event_id=event_id,
+        event_source=source,
+        event_type=event_type,
+        subject=case,
+        kafka_topic=topic,
+        kafka_partition=seq % 3,
+        kafka_offset=seq,
+        recorded_at=recorded_at,
+        outcome="received",
+        reason_code=None,
+        payload_digest=digest,
+    )
+    attributes = orjson.dumps(
+        {"ce_id": event_id, "ce_source": source, "ce_type": event_type}
+    ).decode()
+    return Row(
+        (
+            seq,
+            recorded_at,
+            event_id,
+            source,
+            event_type,
+            case,
+            agency,
+            "received",
+            None,
+            topic,
+            seq % 3,
+            seq,
+            attributes,
+            payload,
+            raw,
+            digest,
+            entry_leaf_hash(entry),
+        )
+    )
+
+
+async def append(url: str, rows: list[Row]) -> None:
+    """COPY rows as the application role (the audit consumer's privileges) and advance
+    audit_head, as `AuditLog.append_batch` does."""
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        async with conn.transaction():
+            await conn.copy_records_to_table(
+                "audit_log", columns=COLUMNS, records=[r.values for r in rows]
+            )
+            await conn.execute("UPDATE audit_head SET next_seq = $1 WHERE id = 1", rows[-1].seq + 1)
+    finally:
+        await conn.close()
+
+
+async def seed_and_sign(
+    url: str, export_dir: Path | None, sizes: tuple[int, ...] = (10, 20, 40)
+) -> list[SignedTreeHead]:
+    """Append records 0..max(sizes)-1, signing a tree head at each size, as the signer would
+    with some cadence. Returns the heads."""
+    pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=2)
+    heads: list[SignedTreeHead] = []
+    try:
+        signer = TreeHeadSigner(pool, KEY, export_dir=export_dir)
+        await signer.start()
+        start = 0
+        for size in sizes:
+            await append(url, [make_row(s) for s in range(start, size)])
+            await signer.poll()
+            heads.append(await signer.sign())
+            start = size
+    finally:
+        await pool.close()
+    return heads

@@ -1,0 +1,338 @@
+"""Tampering with the stored audit log, as its owner with the append-only triggers off, is
+detected and the first divergent seq is named; the application role cannot tamper at all.
+
+The log: 40 records, tree heads signed at sizes 10, 20 and 40 (files exported outside the
+database). Each test verifies the intact log first, so a failure cannot come from the setup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from services.audit.canonical import AuditEntry, entry_leaf_hash
+from services.audit.checkpoints import TreeHeadSigner
+from services.audit.logcheck import (
+    JSON_COPY_MISMATCH,
+    PAYLOAD_MISMATCH,
+    read_leaf_hashes_file,
+    read_tree_heads_file,
+    verify_against_latest,
+    verify_database,
+)
+from services.audit.queries import LogIntegrityError
+from services.audit.verify import (
+    DUPLICATE_SEQ,
+    GAP,
+    ROOT_MISMATCH,
+    SIZE_MISMATCH,
+    VerificationReport,
+)
+from services.runtime.database import asyncpg_dsn
+from tests.integration.audit.conftest import AuditDb
+from tests.integration.audit.support import COLUMNS, KEY, PUBLIC, Row, make_row, seed_and_sign
+
+pytestmark = pytest.mark.postgres
+
+Tamper = Callable[[asyncpg.Connection], Awaitable[None]]
+
+
+async def as_owner(db: AuditDb, tamper: Tamper) -> None:
+    """Run `tamper` as the table owner with the append-only triggers disabled."""
+    conn = await asyncpg.connect(asyncpg_dsn(db.owner))
+    try:
+        async with conn.transaction():
+            await conn.execute("ALTER TABLE audit_log DISABLE TRIGGER USER")
+            await tamper(conn)
+            await conn.execute("ALTER TABLE audit_log ENABLE TRIGGER USER")
+    finally:
+        await conn.close()
+
+
+async def verify(db: AuditDb, export_dir: Path, *, leaves: bool) -> VerificationReport:
+    return await verify_database(
+        db.app,
+        PUBLIC,
+        tree_heads=read_tree_heads_file(export_dir / "tree-heads.jsonl"),
+        leaf_hashes=read_leaf_hashes_file(export_dir / "leaf-hashes.bin") if leaves else None,
+        workers=1,
+    )
+
+
+@pytest.fixture
+async def signed(audit_db: AuditDb, tmp_path: Path) -> AuditDb:
+    await seed_and_sign(audit_db.app, tmp_path)
+    for leaves in (False, True):
+        report = await verify(audit_db, tmp_path, leaves=leaves)
+        assert report.ok, report.detail
+        assert report.tree_size == 40
+    return audit_db
+
+
+def leaf_of(seq: int, row: asyncpg.Record) -> bytes:
+    return entry_leaf_hash(
+        AuditEntry(
+            seq=seq,
+            event_id=row["event_id"],
+            event_source=row["event_source"],
+            event_type=row["event_type"],
+            subject=row["subject"],
+            kafka_topic=row["kafka_topic"],
+            kafka_partition=row["kafka_partition"],
+            kafka_offset=row["kafka_offset"],
+            recorded_at=row["recorded_at"],
+            outcome=row["outcome"],
+            reason_code=row["reason_code"],
+            payload_digest=row["payload_digest"],
+        )
+    )
+
+
+async def insert(conn: asyncpg.Connection, row: Row) -> None:
+    placeholders = ", ".join(f"${i}" for i in range(1, len(COLUMNS) + 1))
+    await conn.execute(
+        f"INSERT INTO audit_log ({', '.join(COLUMNS)}) VALUES ({placeholders})", *row.values
+    )
+
+
+# --- naive tampering: rows changed, their stored leaf hashes left alone ---------------------
+
+
+async def change_leaf_field(conn: asyncpg.Connection) -> None:
+    await conn.execute(
+        "UPDATE audit_log SET event_type = 'org.casebridge.forged.v1' WHERE seq = 17"
+    )
+
+
+async def change_payload(conn: asyncpg.Connection) -> None:
+    forged = b'{"case_id":"CASE-C","reporting_agency":"nobody","n":23}'
+    await conn.execute(
+        "UPDATE audit_log SET raw_value = $1, payload = $2::jsonb WHERE seq = 23",
+        forged,
+        forged.decode(),
+    )
+
+
+async def delete_row(conn: asyncpg.Connection) -> None:
+    await conn.execute("DELETE FROM audit_log WHERE seq = 12")
+
+
+async def insert_duplicate(conn: asyncpg.Connection) -> None:
+    """A forged record claiming an existing seq (the PK includes recorded_at, so it fits)."""
+    await insert(conn, make_row(30, case="CASE-FORGED", day=-1))
+
+
+async def swap_rows(conn: asyncpg.Connection) -> None:
+    """Rows 5 and 9 exchange everything but their seq."""
+    await conn.execute("""
+        UPDATE audit_log a SET
+            event_id = b.event_id, event_source = b.event_source, event_type = b.event_type,
+            subject = b.subject, agency = b.agency, kafka_partition = b.kafka_partition,
+            kafka_offset = b.kafka_offset, attributes = b.attributes, payload = b.payload,
+            raw_value = b.raw_value, payload_digest = b.payload_digest, leaf_hash = b.leaf_hash
+        FROM audit_log b
+        WHERE (a.seq, b.seq) IN ((5, 9), (9, 5))""")
+
+
+async def truncate_tail(conn: asyncpg.Connection) -> None:
+    await conn.execute("DELETE FROM audit_log WHERE seq >= 33")
+
+
+@pytest.mark.parametrize("leaves", [False, True], ids=["db-only", "with-leaf-file"])
+@pytest.mark.parametrize(
+    ("tamper", "problem", "seq"),
+    [
+        (change_leaf_field, ROOT_MISMATCH, 17),
+        (change_payload, PAYLOAD_MISMATCH, 23),
+        (delete_row, GAP, 12),
+        (insert_duplicate, None, 30),
+        (swap_rows, ROOT_MISMATCH, 5),
+        (truncate_tail, SIZE_MISMATCH, 33),
+    ],
+    ids=["leaf-field", "payload", "delete", "insert", "swap", "truncate-tail"],
+)
+async def test_tampering_is_detected_and_the_seq_named(
+    signed: AuditDb,
+    tmp_path: Path,
+    tamper: Tamper,
+    problem: str | None,
+    seq: int,
+    leaves: bool,
+) -> None:
+    await as_owner(signed, tamper)
+    report = await verify(signed, tmp_path, leaves=leaves)
+    assert not report.ok
+    assert report.first_divergent_seq == seq, report.detail
+    if problem is not None:
+        assert report.problem == problem, report.detail
+    else:  # a forged duplicate sorts before or after the real row: either way seq 30
+        assert report.problem in (DUPLICATE_SEQ, ROOT_MISMATCH), report.detail
+    assert report.intact_prefix <= seq
+
+
+async def test_changed_json_copy_is_detected_when_asked(signed: AuditDb, tmp_path: Path) -> None:
+    async def change_copy(conn: asyncpg.Connection) -> None:
+        await conn.execute(
+            "UPDATE audit_log SET payload = payload || '{\"n\": 0}'::jsonb WHERE seq = 8"
+        )
+
+    await as_owner(signed, change_copy)
+    assert (await verify(signed, tmp_path, leaves=False)).ok  # the leaves and raw bytes hold
+    report = await verify_database(signed.app, PUBLIC, check_json_copy=True, workers=1)
+    assert not report.ok
+    assert (report.problem, report.first_divergent_seq) == (JSON_COPY_MISMATCH, 8)
+
+
+# --- a careful tamperer also rewrites the stored leaf hashes ---------------------------------
+
+
+async def rewrite_consistently(conn: asyncpg.Connection) -> None:
+    """Change record 26 and store the leaf hash that matches the change."""
+    await conn.execute("UPDATE audit_log SET subject = 'CASE-HIDDEN' WHERE seq = 26")
+    row = await conn.fetchrow("SELECT * FROM audit_log WHERE seq = 26")
+    await conn.execute("UPDATE audit_log SET leaf_hash = $1 WHERE seq = 26", leaf_of(26, row))
+
+
+async def insert_and_renumber(conn: asyncpg.Connection) -> None:
+    """Insert a forged record at seq 15, renumber the rest and rehash every moved record."""
+    await conn.execute("UPDATE audit_log SET seq = seq + 1 WHERE seq >= 15")
+    await insert(conn, make_row(15, case="CASE-FORGED"))
+    for row in await conn.fetch("SELECT * FROM audit_log WHERE seq > 15"):
+        await conn.execute(
+            "UPDATE audit_log SET leaf_hash = $1 WHERE seq = $2 AND event_id = $3",
+            leaf_of(row["seq"], row),
+            row["seq"],
+            row["event_id"],
+        )
+    await conn.execute("UPDATE audit_head SET next_seq = 41")
+
+
+@pytest.mark.parametrize(
+    ("tamper", "seq", "between"),
+    [(rewrite_consistently, 26, (20, 40)), (insert_and_renumber, 15, (10, 20))],
+    ids=["rewrite", "insert-renumber"],
+)
+async def test_consistent_rewrites_are_pinned_by_the_exported_leaves(
+    signed: AuditDb, tmp_path: Path, tamper: Tamper, seq: int, between: tuple[int, int]
+) -> None:
+    await as_owner(signed, tamper)
+    # Signed heads alone: detected, and narrowed down to one signing interval.
+    report = await verify(signed, tmp_path, leaves=False)
+    assert not report.ok
+    assert (report.intact_prefix, report.divergent_before) == between, report.detail
+    # With the signer's exported leaf hashes: the exact record.
+    report = await verify(signed, tmp_path, leaves=True)
+    assert not report.ok
+    assert (report.problem, report.first_divergent_seq) == (ROOT_MISMATCH, seq), report.detail
+
+
+async def test_the_signer_refuses_to_sign_over_tampering(signed: AuditDb, tmp_path: Path) -> None:
+    await as_owner(signed, rewrite_consistently)
+    pool = await asyncpg.create_pool(asyncpg_dsn(signed.app), min_size=1, max_size=1)
+    try:
+        with pytest.raises(LogIntegrityError) as caught:
+            await TreeHeadSigner(pool, KEY, export_dir=tmp_path).start()
+        assert caught.value.seq == 40  # the head of size 40 no longer matches
+        # Without the exported files it still checks the heads in the table.
+        with pytest.raises(LogIntegrityError):
+            await TreeHeadSigner(pool, KEY).start()
+    finally:
+        await pool.close()
+
+
+async def test_verify_against_latest_uses_the_exported_files(
+    signed: AuditDb, tmp_path: Path
+) -> None:
+    report = await verify_against_latest(
+        signed.app,
+        PUBLIC,
+        tree_heads_file=tmp_path / "tree-heads.jsonl",
+        leaf_hashes_file=tmp_path / "leaf-hashes.bin",
+    )
+    assert report.ok
+    assert report.tree_size == 40
+    missing = await verify_against_latest(
+        signed.app, PUBLIC, leaf_hashes_file=tmp_path / "no-such-file.bin"
+    )
+    assert missing.ok
+    await as_owner(signed, rewrite_consistently)
+    report = await verify_against_latest(
+        signed.app, PUBLIC, leaf_hashes_file=tmp_path / "leaf-hashes.bin"
+    )
+    assert (report.ok, report.first_divergent_seq) == (False, 26)
+
+
+async def test_a_dropped_latest_head_is_caught_by_the_exported_file(
+    signed: AuditDb, tmp_path: Path
+) -> None:
+    """Truncating the tail *and* the newest head in the table does not hide the truncation
+    from a verifier holding the exported heads."""
+
+    async def truncate_both(conn: asyncpg.Connection) -> None:
+        await conn.execute("DELETE FROM audit_log WHERE seq >= 20")
+        await conn.execute("ALTER TABLE audit_tree_head DISABLE TRIGGER USER")
+        await conn.execute("DELETE FROM audit_tree_head WHERE tree_size > 20")
+
+    await as_owner(signed, truncate_both)
+    assert (await verify_database(signed.app, PUBLIC, workers=1)).ok  # the table alone: fooled
+    report = await verify(signed, tmp_path, leaves=False)
+    assert (report.ok, report.problem, report.first_divergent_seq) == (False, SIZE_MISMATCH, 20)
+
+
+async def test_a_forged_head_does_not_verify(signed: AuditDb) -> None:
+    conn = await asyncpg.connect(asyncpg_dsn(signed.app))
+    try:
+        await conn.execute(
+            "INSERT INTO audit_tree_head (tree_size, root_hash, timestamp_ms, signature, key_id)"
+            " VALUES (41, $1, 1, $2, $3)",
+            hashlib.sha256(b"x").digest(),
+            bytes(64),
+            "0" * 64,
+        )
+    finally:
+        await conn.close()
+    report = await verify_database(signed.app, PUBLIC, workers=1)
+    assert (report.ok, report.problem) == (False, "bad_signature")
+
+
+# --- the application role cannot rewrite anything -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_log SET agency = 'x' WHERE seq = 1",
+        "DELETE FROM audit_log WHERE seq = 1",
+        "TRUNCATE audit_log",
+        "UPDATE audit_tree_head SET tree_size = 1",
+        "DELETE FROM audit_tree_head",
+        "TRUNCATE audit_tree_head",
+        "ALTER TABLE audit_log DISABLE TRIGGER USER",
+    ],
+)
+async def test_the_app_role_cannot_rewrite_the_log(signed: AuditDb, statement: str) -> None:
+    conn = await asyncpg.connect(asyncpg_dsn(signed.app))
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def test_the_owner_is_stopped_by_the_triggers(signed: AuditDb) -> None:
+    conn = await asyncpg.connect(asyncpg_dsn(signed.owner))
+    try:
+        for statement in (
+            "UPDATE audit_log SET agency = 'x' WHERE seq = 1",
+            "DELETE FROM audit_log WHERE seq = 1",
+            "TRUNCATE audit_log",
+            "DELETE FROM audit_tree_head",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+                await conn.execute(statement)
+    finally:
+        await conn.close()

@@ -1,0 +1,243 @@
+"""What "verified locally" means for the CLI and the API's output, on in-memory logs: proofs,
+the record format round trip, scopes in the record, and verifying an export file."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.audit.canonical import entry_leaf_hash
+from services.audit.cli import check_consistency, check_inclusion
+from services.audit.logcheck import (
+    CONFLICTING_HEADS,
+    NO_TREE_HEAD,
+    PAYLOAD_MISMATCH,
+    UNREADABLE_EXPORT,
+    entry_from_record,
+    verify_export,
+)
+from services.audit.merkle import MerkleTree
+from services.audit.queries import AuditRow
+from services.audit.tree_head import SignedTreeHead, generate_keypair, sign_tree_head, sth_to_dict
+from services.audit.verify import BAD_SIGNATURE, GAP, ROOT_MISMATCH
+
+PRIVATE, PUBLIC = generate_keypair()
+OTHER, OTHER_PUBLIC = generate_keypair()
+T0 = datetime(2026, 5, 1, 8, 30, tzinfo=UTC)
+
+
+def row(seq: int, *, raw: bytes | None = None, subject: str | None = "CASE-1") -> AuditRow:
+    raw = raw if raw is not None else orjson.dumps({"n": seq, "name": "synthetic"})
+    return AuditRow(
+        seq=seq,
+        recorded_at=T0 + timedelta(seconds=seq, microseconds=7),
+        event_id=f"e-{seq}",
+        event_source="urn:test",
+        event_type="org.casebridge.referral.submitted.v1",
+        subject=subject,
+        agency="id-police-aht",
+        outcome="received",
+        reason_code=None,
+        kafka_topic="casebridge.inbound.referrals",
+        kafka_partition=seq % 6,
+        kafka_offset=seq * 2,
+        attributes_json='{"ce_id": "e"}',
+        payload_digest=hashlib.sha256(raw).digest(),
+        leaf_hash=b"",
+        with_payload=True,
+        raw_value=raw,
+        payload_is_json=True,
+    )
+
+
+def log(n: int) -> tuple[list[AuditRow], MerkleTree]:
+    rows = [row(i) for i in range(n)]
+    rows = [dataclasses.replace(r, leaf_hash=entry_leaf_hash(r.entry())) for r in rows]
+    return rows, MerkleTree.from_leaf_hashes(r.leaf_hash for r in rows)
+
+
+def head(tree: MerkleTree, size: int, key: Any = PRIVATE) -> SignedTreeHead:
+    return sign_tree_head(key, size, tree.root(size), 1_770_000_000_000 + size)
+
+
+def proof_for(tree: MerkleTree, seq: int, size: int, key: Any = PRIVATE) -> dict[str, Any]:
+    return {
+        "leaf_index": seq,
+        "tree_size": size,
+        "audit_path": [base64.b64encode(h).decode() for h in tree.inclusion_proof(seq, size)],
+        "tree_head": sth_to_dict(head(tree, size, key)),
+    }
+
+
+# --- records ----------------------------------------------------------------------------------
+
+
+def test_metadata_records_hold_no_payload() -> None:
+    r = dataclasses.replace(row(1), with_payload=False, raw_value=None)
+    data = r.to_dict()
+    assert "payload" not in data
+    assert "raw_value" not in data
+    assert data["recorded_at"] == "2026-05-01T08:30:01.000007Z"
+
+
+def test_payload_records_hold_the_exact_bytes_and_the_document() -> None:
+    raw = b'{"b": 1,  "a": [1.0, "\\u00e9"]}'  # spacing and escapes that JSON parsing loses
+    data = row(2, raw=raw).to_dict()
+    assert base64.b64decode(data["raw_value"]) == raw
+    assert data["payload"] == {"b": 1, "a": [1.0, "é"]}
+    assert hashlib.sha256(raw).hexdigest() == data["payload_digest"]
+    not_json = dataclasses.replace(row(3, raw=b"\xff\x00"), payload_is_json=False).to_dict()
+    assert not_json["payload"] is None
+    assert base64.b64decode(not_json["raw_value"]) == b"\xff\x00"
+
+
+@settings(max_examples=200)
+@given(
+    subject=st.none() | st.text(max_size=20),
+    text=st.text(max_size=30),
+    micro=st.integers(0, 999_999),
+    offset=st.integers(0, 2**63 - 1),
+)
+def test_a_served_record_recomputes_to_its_leaf(
+    subject: str | None, text: str, micro: int, offset: int
+) -> None:
+    r = dataclasses.replace(
+        row(5, subject=subject),
+        event_id=text,
+        kafka_offset=offset,
+        recorded_at=T0.replace(microsecond=micro),
+    )
+    try:
+        expected = entry_leaf_hash(r.entry())
+    except ValueError:  # lone surrogates cannot be logged in the first place
+        return
+    served = orjson.loads(orjson.dumps(r.to_dict()))
+    assert entry_leaf_hash(entry_from_record(served)) == expected
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"recorded_at": "2026-05-01T08:30:05.000007+00:00"},
+        {"recorded_at": "2026-05-01T08:30:05Z"},
+        {"payload_digest": "zz"},
+        {"seq": "5"},
+        {"seq": True},
+        {"kafka_offset": -1},
+        {"event_id": None},
+    ],
+)
+def test_malformed_records_are_not_entries(change: dict[str, Any]) -> None:
+    record = {**row(5).to_dict(), **change}
+    with pytest.raises((ValueError, TypeError)):
+        entry_from_record(record)
+
+
+# --- proofs -----------------------------------------------------------------------------------
+
+
+def test_inclusion_proofs_verify_for_every_record_and_size() -> None:
+    rows, tree = log(13)
+    for size in range(1, 14):
+        for seq in range(size):
+            ok, message = check_inclusion(rows[seq].to_dict(), proof_for(tree, seq, size), PUBLIC)
+            assert ok, message
+
+
+def test_inclusion_checks_fail_on_any_alteration() -> None:
+    rows, tree = log(9)
+    record, proof = rows[4].to_dict(), proof_for(tree, 4, 9)
+    assert check_inclusion(record, proof, PUBLIC)[0]
+    assert not check_inclusion({**record, "outcome": "routed"}, proof, PUBLIC)[0]
+    assert not check_inclusion({**record, "seq": 5}, proof, PUBLIC)[0]
+    assert not check_inclusion(rows[5].to_dict(), proof, PUBLIC)[0]
+    assert not check_inclusion(record, proof, OTHER_PUBLIC)[0]
+    assert not check_inclusion(record, proof_for(tree, 4, 9, OTHER), PUBLIC)[0]
+    assert not check_inclusion(record, {**proof, "audit_path": proof["audit_path"][:-1]}, PUBLIC)[0]
+    assert not check_inclusion(record, {**proof, "tree_size": 8}, PUBLIC)[0]
+    assert not check_inclusion(record, {**proof, "audit_path": ["!!"]}, PUBLIC)[0]
+    assert not check_inclusion(record, {**proof, "tree_head": None}, PUBLIC)[0]
+    forged = {**proof["tree_head"], "root_hash": base64.b64encode(bytes(32)).decode()}
+    assert not check_inclusion(record, {**proof, "tree_head": forged}, PUBLIC)[0]
+    # The served leaf_hash is not trusted: a wrong one changes nothing.
+    assert check_inclusion({**record, "leaf_hash": "00" * 32}, proof, PUBLIC)[0]
+
+
+def test_consistency_checks() -> None:
+    _, tree = log(20)
+    for m in range(1, 21):
+        ok, message = check_consistency(
+            head(tree, m), head(tree, 20), tree.consistency_proof(m, 20), PUBLIC
+        )
+        assert ok, message
+    _, other_tree = log(21)
+    other_tree = MerkleTree.from_leaf_hashes(
+        [other_tree.leaf_hash(i) for i in range(7)]
+        + [bytes(32)]
+        + [other_tree.leaf_hash(i) for i in range(8, 20)]
+    )
+    rewritten = head(other_tree, 20)  # validly signed, but over a rewritten history
+    assert not check_consistency(head(tree, 10), rewritten, tree.consistency_proof(10, 20), PUBLIC)[
+        0
+    ]
+    assert not check_consistency(
+        head(tree, 10), head(tree, 20), tree.consistency_proof(10, 20), OTHER_PUBLIC
+    )[0]
+
+
+# --- verifying an export file -------------------------------------------------------------------
+
+
+def write_export(path: Path, rows: list[AuditRow]) -> None:
+    path.write_bytes(b"".join(r.to_json() + b"\n" for r in rows))
+
+
+def test_an_intact_export_verifies_and_tampering_is_named(tmp_path: Path) -> None:
+    rows, tree = log(30)
+    heads = [head(tree, 10), head(tree, 30)]
+    export = tmp_path / "log.jsonl"
+    write_export(export, rows)
+    report = verify_export(export, PUBLIC, heads)
+    assert report.ok, report.detail
+
+    changed = list(rows)
+    changed[17] = dataclasses.replace(rows[17], event_type="org.casebridge.forged.v1")
+    write_export(export, changed)
+    report = verify_export(export, PUBLIC, heads)
+    assert (report.ok, report.problem, report.first_divergent_seq) == (False, ROOT_MISMATCH, 17)
+
+    write_export(export, rows[:12] + rows[13:])
+    report = verify_export(export, PUBLIC, heads)
+    assert (report.problem, report.first_divergent_seq) == (GAP, 12)
+
+    write_export(export, [*rows[:4], dataclasses.replace(rows[4], raw_value=b"{}"), *rows[5:]])
+    report = verify_export(export, PUBLIC, heads)
+    assert (report.problem, report.first_divergent_seq) == (PAYLOAD_MISMATCH, 4)
+
+    export.write_bytes(b"".join(r.to_json() + b"\n" for r in rows[:8]) + b"[1, 2]\n")
+    report = verify_export(export, PUBLIC, heads)
+    assert (report.problem, report.first_divergent_seq) == (UNREADABLE_EXPORT, 8)
+
+
+def test_tree_head_evidence_is_judged_before_the_log(tmp_path: Path) -> None:
+    rows, tree = log(5)
+    export = tmp_path / "log.jsonl"
+    write_export(export, rows)
+    assert verify_export(export, PUBLIC, []).problem == NO_TREE_HEAD
+    assert verify_export(export, PUBLIC, [head(tree, 5, OTHER)]).problem == BAD_SIGNATURE
+    # The newest head must verify: an older valid one is no excuse for an unsigned newest.
+    assert verify_export(export, PUBLIC, [head(tree, 4), head(tree, 5, OTHER)]).problem == (
+        BAD_SIGNATURE
+    )
+    fork = sign_tree_head(PRIVATE, 4, bytes(32), 1)
+    report = verify_export(export, PUBLIC, [head(tree, 4), fork, head(tree, 5)])
+    assert report.problem == CONFLICTING_HEADS
