@@ -106,7 +106,18 @@ def _rebuild(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="casebridge", description=__doc__)
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    if args_in[:1] == ["audit"]:
+        # The auditors' commands (verify, proof, consistency, export, tree-heads, serve, sign,
+        # keygen, new-token) have their own parser.
+        from services.audit.cli import main as audit_main
+
+        return audit_main(args_in[1:])
+    parser = argparse.ArgumentParser(
+        prog="casebridge",
+        description=__doc__,
+        epilog="casebridge audit --help: the auditors' commands (verify, proof, export, ...)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="run services in this process (all by default)")
     p.add_argument("--services", default="", help="comma-separated: intake,router,audit")
@@ -128,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = cases_sub.add_parser("rebuild", help="replay every case's log; compare (or --write)")
     p.add_argument("--write", action="store_true", help="replace differing snapshots")
     p.set_defaults(func=_rebuild)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_in)
     code: int = args.func(args)
     return code
 
