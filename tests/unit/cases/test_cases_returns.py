@@ -181,3 +181,19 @@ def test_a_returning_child_gets_child_protection() -> None:
     run = Run(return_request(person=CHILD))
     assert run.case.child
     assert "cp-th" in run.case.assigned
+
+
+def test_withdrawal_is_never_blocked_and_revokes_an_unanswered_handover() -> None:
+    """Found by the property test: a return withdrawn while a handover awaited an answer
+    left the case closed with a request open. Withdrawal is the person's right: it goes
+    through, and the request is revoked with it."""
+    from schemas.cases import HandoverMode, HandoverRequested, ReturnWithdrawn
+    from services.cases.domain import violations
+    from services.cases.domain.model import HandoverStatus
+
+    run = Run(return_request())
+    run.ok(HandoverRequested, "iom-th", to_agency="iom-hq", mode=HandoverMode.referral)
+    run.ok(ReturnWithdrawn, "iom-th")
+    assert run.case.state == CaseState.withdrawn
+    assert [h.status for h in run.case.handovers] == [HandoverStatus.revoked]
+    assert violations(run.case) == []

@@ -229,3 +229,12 @@ TRANSITIONS: Transitions = {
         _ALL_KINDS, _ANY_STATE, Who.related, evolve=_complete, guard=_complete_guard
     ),
 }
+
+
+def no_pending_handover(
+    case: Case, action: object, ctx: CaseContext, now: dt.datetime
+) -> Refusal | None:
+    """Closing with a request unanswered would strand the receiver: revoke it first."""
+    if case.requested_handovers():
+        return guard_failed("a handover request is unanswered: revoke it before closing")
+    return None

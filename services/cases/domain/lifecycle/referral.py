@@ -19,6 +19,7 @@ from schemas.cases import (
     TraffickingStatusDecided,
 )
 from schemas.vocab import CaseStatus, TraffickingStatus
+from services.cases.domain.lifecycle.handshake import no_pending_handover
 from services.cases.domain.model import (
     VICTIM_STATUSES,
     Case,
@@ -139,15 +140,6 @@ def closed_state(case: Case, action: CaseClosed) -> CaseState:
     if action.closure == CaseStatus.ClosedReferred:
         return CaseState.closed_referred
     return CaseState.closed
-
-
-def no_pending_handover(
-    case: Case, action: object, ctx: CaseContext, now: dt.datetime
-) -> Refusal | None:
-    """Closing with a request unanswered would strand the receiver: revoke it first."""
-    if case.requested_handovers():
-        return guard_failed("a handover request is unanswered: revoke it before closing")
-    return None
 
 
 TRANSITIONS: Transitions = {

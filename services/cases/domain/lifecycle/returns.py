@@ -23,7 +23,13 @@ from schemas.cases import (
     TravelDocumentsIssued,
 )
 from services.cases.domain.lifecycle.handshake import consent_gate, entitlement
-from services.cases.domain.model import Case, MonitoringVisit, ReturnFacts, with_assigned
+from services.cases.domain.model import (
+    Case,
+    HandoverStatus,
+    MonitoringVisit,
+    ReturnFacts,
+    with_assigned,
+)
 from services.cases.domain.transition import (
     CaseContext,
     Refusal,
@@ -120,6 +126,20 @@ def _visit(case: Case, action: MonitoringVisitRecorded, at: dt.datetime) -> Case
     return _set(case, monitoring_visits=(*facts(case).monitoring_visits, visit))
 
 
+def _withdraw(case: Case, action: ReturnWithdrawn, at: dt.datetime) -> Case:
+    """Withdrawal is the person's right until departure and is never blocked: any handover
+    still awaiting an answer is revoked with it, so no receiver is left holding a request."""
+    return replace(
+        case,
+        handovers=tuple(
+            replace(h, status=HandoverStatus.revoked, answered_at=at)
+            if h.status == HandoverStatus.requested
+            else h
+            for h in case.handovers
+        ),
+    )
+
+
 TRANSITIONS: Transitions = {
     ReturnRiskAssessed: Transition(
         _RETURN,
@@ -139,7 +159,9 @@ TRANSITIONS: Transitions = {
         Who.member,
         evolve=lambda case, a, at: _set(case, fit_to_travel=a.fit_to_travel),
     ),
-    ReturnWithdrawn: Transition(_RETURN, _PRE_DEPARTURE, Who.member, to(CaseState.withdrawn)),
+    ReturnWithdrawn: Transition(
+        _RETURN, _PRE_DEPARTURE, Who.member, to(CaseState.withdrawn), _withdraw
+    ),
     ReturnDeparted: Transition(
         _RETURN, _PRE_DEPARTURE, Who.owner, to(CaseState.travel), _depart, _departure_guard
     ),
