@@ -14,6 +14,7 @@ from types import MappingProxyType
 from schemas.common import AGENCY_ID_PATTERN
 
 __all__ = [
+    "AUDIT_QUERIES",
     "AUDIT_TREE_HEADS",
     "CASE_EVENTS",
     "DEADLETTER",
@@ -83,6 +84,12 @@ CASE_EVENTS = TopicSpec(
     CASE_KEY,
     "The case event log: every case opened and transition recorded, in order per case.",
 )
+AUDIT_QUERIES = TopicSpec(
+    "casebridge.audit.queries",
+    1,
+    "none (one partition keeps auditors' queries in the order they were answered)",
+    "Every auditor query (who asked for what), appended to the audit log like any record.",
+)
 AUDIT_TREE_HEADS = TopicSpec(
     "casebridge.audit.tree-heads",
     1,
@@ -102,6 +109,7 @@ FIXED_TOPICS: tuple[TopicSpec, ...] = (
     ROUTING_DECISIONS,
     DEADLETTER,
     CASE_EVENTS,
+    AUDIT_QUERIES,
     AUDIT_TREE_HEADS,
 )
 """Topics that exist once per deployment (per-agency topics come from the agency registry)."""

@@ -31,6 +31,7 @@ import base64
 import binascii
 import hashlib
 import itertools
+import operator
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -38,7 +39,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import asyncpg
 import orjson
@@ -54,7 +55,6 @@ from services.audit.tree_head import (
     verify_tree_head,
 )
 from services.audit.verify import DUPLICATE_SEQ, VerificationReport, verify_log
-from services.runtime.database import asyncpg_dsn
 from services.runtime.logging import get_logger
 
 log = get_logger("casebridge.audit.verify")
@@ -278,25 +278,27 @@ async def _connect(dsn: str) -> asyncpg.Connection:
     than the scan itself.
     """
     settings = {"default_transaction_read_only": "on", "enable_sort": "off", "jit": "off"}
-    conn: asyncpg.Connection = await asyncpg.connect(asyncpg_dsn(dsn), server_settings=settings)
+    # SQLAlchemy's URL form, as in services.runtime.database (not imported: worker processes
+    # start faster without SQLAlchemy).
+    plain = dsn.replace("postgresql+asyncpg://", "postgresql://", 1)
+    conn: asyncpg.Connection = await asyncpg.connect(plain, server_settings=settings)
     return conn
 
 
-_SETTERS = tuple(AuditEntry.__dict__[name].__set__ for name in LEAF_FIELDS)
+class _LeafRow(asyncpg.Record):  # type: ignore[misc]  # asyncpg ships no type hints
+    """A row selected with `LEAF_COLUMNS` first, readable by `encode_leaf` as it is.
 
-
-def _unchecked_entry(values: Sequence[Any]) -> AuditEntry:
-    """An `AuditEntry` from `LEAF_COLUMNS` values without `__post_init__`'s checks.
-
-    Those checks catch a bad record where it is made; here they would cost a quarter of the
-    verification time and decide nothing: the columns are typed by PostgreSQL, and a row
-    whose encoding equals the signed leaf *is* the logged record (SHA-256), while any other
-    row, valid or not, fails the root comparison. Rows that cannot be encoded fail there too.
+    `encode_leaf` only reads the entry's attributes, so the row itself can stand in for an
+    `AuditEntry`: building one per row (and running its `__post_init__` checks) would cost
+    a quarter of the verification time and decide nothing. The columns are typed by
+    PostgreSQL, and a row whose encoding equals the signed leaf *is* the logged record
+    (SHA-256), while any other row, valid or not, fails the root comparison. Tests pin the
+    encoding of such rows to that of the equivalent `AuditEntry`.
     """
-    entry: AuditEntry = object.__new__(AuditEntry)
-    for setter, value in zip(_SETTERS, values, strict=False):
-        setter(entry, value)
-    return entry
+
+
+for _index, _name in enumerate(LEAF_FIELDS):
+    setattr(_LeafRow, _name, property(operator.itemgetter(_index)))
 
 
 async def _read_chunk(dsn: str, lo: int, hi: int, check_json: bool) -> _Evidence:
@@ -307,7 +309,7 @@ async def _read_chunk(dsn: str, lo: int, hi: int, check_json: bool) -> _Evidence
     sha256 = hashlib.sha256
     conn = await _connect(dsn)
     try:
-        statement = await conn.prepare(_chunk_sql(check_json))
+        statement = await conn.prepare(_chunk_sql(check_json), record_class=_LeafRow)
         position = lo
         pending = asyncio.ensure_future(statement.fetch(lo, min(hi, lo + _FETCH)))
         while position < hi:
@@ -321,7 +323,7 @@ async def _read_chunk(dsn: str, lo: int, hi: int, check_json: bool) -> _Evidence
                 if evidence.misordered is None and seq != lo + evidence.rows:
                     evidence.misordered = lo + evidence.rows
                 try:
-                    append_r(sha256(b"\x00" + encode_leaf(_unchecked_entry(row))).digest())
+                    append_r(sha256(b"\x00" + encode_leaf(cast(AuditEntry, row))).digest())
                 except (TypeError, ValueError, AttributeError):
                     append_r(_ZERO)
                     if evidence.misordered is None:

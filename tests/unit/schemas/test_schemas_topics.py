@@ -37,6 +37,7 @@ def test_fixed_topics() -> None:
         "casebridge.routing.decisions": 6,
         "casebridge.deadletter": 3,
         "casebridge.cases.events": 6,
+        "casebridge.audit.queries": 1,
         "casebridge.audit.tree-heads": 1,
     }
     assert DEADLETTER.partitions == 3
