@@ -42,6 +42,7 @@ from services.audit.queries import (
     get_event,
     inclusion_proof,
 )
+from services.audit.store import COLUMNS
 from services.audit.tree_head import generate_keypair, sign_tree_head, verify_tree_head
 from services.runtime.database import asyncpg_dsn
 from services.runtime.migrations import upgrade
@@ -49,25 +50,6 @@ from services.runtime.migrations import upgrade
 ADMIN_URL = "postgresql://postgres@127.0.0.1:15432/postgres"
 """A role that may CREATE DATABASE (the owner role may not): the dev stack's superuser."""
 OWNER = "casebridge_owner"
-COLUMNS = (
-    "seq",
-    "recorded_at",
-    "event_id",
-    "event_source",
-    "event_type",
-    "subject",
-    "agency",
-    "outcome",
-    "reason_code",
-    "kafka_topic",
-    "kafka_partition",
-    "kafka_offset",
-    "attributes",
-    "payload",
-    "raw_value",
-    "payload_digest",
-    "leaf_hash",
-)
 AGENCIES = (
     "id-national-referral",
     "id-police-aht",

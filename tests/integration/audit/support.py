@@ -13,28 +13,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.audit.canonical import AuditEntry, entry_leaf_hash
 from services.audit.checkpoints import TreeHeadSigner
+from services.audit.store import COLUMNS
 from services.audit.tree_head import SignedTreeHead
 from services.runtime.database import asyncpg_dsn
 
-COLUMNS = (
-    "seq",
-    "recorded_at",
-    "event_id",
-    "event_source",
-    "event_type",
-    "subject",
-    "agency",
-    "outcome",
-    "reason_code",
-    "kafka_topic",
-    "kafka_partition",
-    "kafka_offset",
-    "attributes",
-    "payload",
-    "raw_value",
-    "payload_digest",
-    "leaf_hash",
-)
 CASES = ("CASE-A", "CASE-B", "CASE-C")
 AGENCIES = ("id-police-aht", "id-shelter-ngo", "th-police-aht")
 TYPES = ("org.casebridge.referral.submitted.v1", "org.casebridge.sar.alert.v1")
