@@ -22,7 +22,7 @@ PG_PORT="${PG_PORT:-15432}"
 CASEBRIDGE_RUN_DIR="${CASEBRIDGE_RUN_DIR:-${REPO_ROOT}/.run}"
 PG_WAIT_TIMEOUT="${PG_WAIT_TIMEOUT:-60}"
 
-PG_DIR="${CASEBRIDGE_RUN_DIR}/pg"
+PG_DIR="${CASEBRIDGE_PG_DIR:-${CASEBRIDGE_RUN_DIR}/pg}"
 PGDATA_DIR="${PG_DIR}/data"
 SOCKET_DIR="${PG_DIR}/socket"
 LOG_FILE="${PG_DIR}/postgres.log"
@@ -345,8 +345,34 @@ cmd_logs() {
     tail -n "${1:-100}" "${LOG_FILE}"
 }
 
+relocate_if_unreachable() {
+    # Run as root from a checkout under a private directory (a mktemp dir, a 0700 home), the
+    # server's OS user cannot reach <run dir>/pg. Then the server's files live under
+    # /var/lib/casebridge/<hash of the run dir>/pg instead: the same place on every call, so
+    # start, stop and status agree.
+    [[ -n "${CASEBRIDGE_PG_DIR:-}" ]] && return 0
+    ((EUID == 0)) || return 0
+    [[ "${cmd_name}" == install ]] && return 0
+    local user
+    user="$(os_user)"
+    mkdir -p "${CASEBRIDGE_RUN_DIR}"
+    if ! runuser -u "${user}" -- test -x "${CASEBRIDGE_RUN_DIR}"; then
+        local key
+        key="$(printf '%s' "${CASEBRIDGE_RUN_DIR}" | sha256sum | cut -c1-12)"
+        PG_DIR="/var/lib/casebridge/${key}/pg"
+        PGDATA_DIR="${PG_DIR}/data"
+        SOCKET_DIR="${PG_DIR}/socket"
+        LOG_FILE="${PG_DIR}/postgres.log"
+        mkdir -p "/var/lib/casebridge/${key}"
+        chmod 0755 /var/lib/casebridge "/var/lib/casebridge/${key}"
+        printf '%s\n' "${CASEBRIDGE_RUN_DIR}" >"/var/lib/casebridge/${key}/run-dir"
+    fi
+}
+
 main() {
     local cmd="${1:-}"
+    cmd_name="${cmd}"
+    relocate_if_unreachable
     [[ $# -gt 0 ]] && shift
     case "${cmd}" in
         install) cmd_install ;;
