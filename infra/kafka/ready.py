@@ -41,6 +41,11 @@ async def _probe(bootstrap: str, request_timeout_s: float) -> str | None:
     try:
         await asyncio.wait_for(admin.start(), timeout=request_timeout_s)
         cluster = await asyncio.wait_for(admin.describe_cluster(), timeout=request_timeout_s)
+        # Ready means consumer groups work too: the first FindCoordinator creates the offsets
+        # topic, and until it exists every consumer logs GroupCoordinatorNotAvailable errors.
+        await asyncio.wait_for(
+            admin.find_coordinator("casebridge.ready-probe"), timeout=request_timeout_s
+        )
     except Exception:
         return None
     finally:

@@ -28,11 +28,14 @@ MAX_RECORD_BYTES = 4 * 1024 * 1024
 
 
 def create_broker(settings: Settings, *, client_id: str, logger: logging.Logger) -> KafkaBroker:
-    """The broker the services consume through (they publish with `KafkaPublisher`)."""
+    """The broker the services consume through (they publish with `KafkaPublisher`).
+
+    Not `consumer_only`: in that mode every subscriber warns that it skips topic creation,
+    which would teach an operator to ignore warnings; `ensure_topics` creates the topics.
+    """
     return KafkaBroker(
         settings.kafka_bootstrap,
         client_id=client_id,
-        consumer_only=True,  # services publish through their KafkaPublisher
         metadata_max_age_ms=5_000,
         logger=logger,
         log_level=logging.DEBUG,
