@@ -72,6 +72,7 @@ class Wiring:
     logger: logging.Logger
     policy: RoutingPolicy
     coordinator: CaseCoordinator | None = None
+    audit_log: AuditLog | None = None
 
 
 def wire(settings: Settings, services: Iterable[str], *, clock: Clock | None = None) -> Wiring:
@@ -89,6 +90,7 @@ def wire(settings: Settings, services: Iterable[str], *, clock: Clock | None = N
     policy = load_routing_policy(settings)
     if "router" in wanted:
         broker.include_router(router_router(Router(publisher, policy), settings))
+    audit_log = None
     if "audit" in wanted:
         audit_log = AuditLog(db, consumer=f"{settings.group_prefix}.audit")
         broker.include_router(
@@ -117,6 +119,7 @@ def wire(settings: Settings, services: Iterable[str], *, clock: Clock | None = N
         logger=logger,
         policy=policy,
         coordinator=coordinator,
+        audit_log=audit_log,
     )
 
 
@@ -152,9 +155,11 @@ def build(
 
     @app.on_startup
     async def _start() -> None:
-        await ensure_topics(
+        cluster_id = await ensure_topics(
             settings.kafka_bootstrap, topic_plan(w.policy, topic_prefix=settings.topic_prefix)
         )
+        if w.audit_log is not None:
+            w.audit_log.on_cluster(cluster_id)
         await w.db.start()
         await w.publisher.start()
 

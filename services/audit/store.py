@@ -63,6 +63,12 @@ class AuditLog:
     def __init__(self, db: Database, *, consumer: str) -> None:
         self._db = db
         self._consumer = consumer
+        self._name = consumer
+
+    def on_cluster(self, cluster_id: str) -> None:
+        """Key the stored offsets by Kafka cluster too: offsets of a cluster that was rebuilt
+        (same topic names, offsets from 0 again) must not make the audit skip new records."""
+        self._consumer = f"{self._name}@{cluster_id}" if cluster_id else self._name
 
     async def append_batch(self, records: Sequence[AuditRecord]) -> list[AuditEntry]:
         """Append the records not yet stored; return the entries appended, in seq order."""

@@ -159,20 +159,39 @@ def origin_of(record: ConsumerRecord[Any, Any]) -> str:
     return f"{record.topic}/{record.partition}/{record.offset}"
 
 
-async def ensure_topics(bootstrap: str, topics: Iterable[tuple[str, int, dict[str, str]]]) -> None:
-    """Create topics (name, partitions, config); existing topics are left as they are."""
+async def ensure_topics(
+    bootstrap: str, topics: Iterable[tuple[str, int, dict[str, str]]], *, within_s: float = 30.0
+) -> str:
+    """Create topics (name, partitions, config), existing ones left as they are; wait until
+    every partition has a leader (consumers started earlier only log NotLeader errors); return
+    the cluster id."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
+        plan = list(topics)
         existing = set(await admin.list_topics())
         wanted = [
             NewTopic(name, num_partitions=partitions, replication_factor=1, topic_configs=config)
-            for name, partitions, config in topics
+            for name, partitions, config in plan
             if name not in existing
         ]
         if wanted:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)
+            deadline = asyncio.get_running_loop().time() + within_s
+            names = [t.name for t in wanted]
+            while asyncio.get_running_loop().time() < deadline:
+                described = await admin.describe_topics(names)
+                if all(
+                    t.get("error_code", 0) == 0
+                    and t.get("partitions")
+                    and all(p.get("leader", -1) >= 0 for p in t["partitions"])
+                    for t in described
+                ):
+                    break
+                await asyncio.sleep(0.1)
+        cluster: dict[str, Any] = await admin.describe_cluster()
+        return str(cluster.get("cluster_id") or "")
     finally:
         await admin.close()
 
