@@ -9,6 +9,7 @@ services (or keeps them running with --keep-running).
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 import uuid
 from collections.abc import Sequence
@@ -151,6 +152,15 @@ async def run_coordination_part(settings: Settings, conn: asyncpg.Connection, ru
     return ok and report.ok
 
 
+async def _until_interrupted() -> None:
+    """Wait for Ctrl-C or SIGTERM, then return so the services stop cleanly."""
+    interrupted = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, interrupted.set)
+    await interrupted.wait()
+
+
 def demo_audit_settings(export_dir: Path) -> tuple[AuditSettings, Path]:
     """The configured audit settings; without a signing key, a demo key kept in `export_dir`
     (a deployment configures its own: CASEBRIDGE_AUDIT_SIGNING_KEY[_FILE]). Returns the
@@ -207,14 +217,17 @@ async def run_demo(
             ok &= await run_coordination_part(settings, conn, run)
         finally:
             await conn.close()
-        if keep_running:
-            print("\nServices keep running (Ctrl-C to stop).")
-            await asyncio.Event().wait()
         await asyncio.sleep(1.0)  # the audit consumer appends the last updates
-        await app.stop()  # the signer signs the final tree head on the way out
-        stopped = True
+        if keep_running:
+            await asyncio.sleep(audit.sth_every_seconds + 1.0)  # the signer's next head
+        else:
+            await app.stop()  # the signer signs the final tree head on the way out
+            stopped = True
         ok &= await verify_audit_log(settings, audit, public_file)
         print("\nDemo result:", "OK" if ok else "FAILED")
+        if keep_running:
+            print("Services keep running (Ctrl-C to stop).")
+            await _until_interrupted()
         return 0 if ok else 1
     finally:
         if not stopped:
