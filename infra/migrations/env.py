@@ -10,12 +10,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.runtime.settings import Settings
+from services.runtime.tables import METADATA
 
 config = context.config
 if config.config_file_name is not None:
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
-target_metadata = None
+target_metadata = METADATA
 
 
 def _url() -> str:

@@ -1,9 +1,13 @@
-"""PostgreSQL access: one asyncpg pool per process, opened when the app starts."""
+"""PostgreSQL access: one asyncpg pool per process, opened when the app starts.
+
+The tables are declared once as SQLModel models (`services.runtime.tables`) and created by the
+migrations; the services read and write them through asyncpg, which the hot paths need (COPY,
+arrays), so there is one way to talk to the database at run time.
+"""
 
 from __future__ import annotations
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -65,8 +69,3 @@ class Database:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
-
-
-def create_engine(url: str) -> AsyncEngine:
-    """A SQLAlchemy engine for SQLModel sessions (queries that are not on a hot path)."""
-    return create_async_engine(url, pool_size=4, max_overflow=2, pool_pre_ping=True)

@@ -63,21 +63,40 @@ def _case() -> str:
 BAD_INPUTS: dict[str, tuple[str, Any]] = {
     # name: (expected reason, (headers builder args, value builder))
     "not_json": ("NOT_JSON", lambda eid, c: (headers(eid), b"{not json")),
-    "missing_ce_id": ("MISSING_ATTRIBUTE", lambda eid, c: (
-        headers(eid, drop="ce_id"), orjson.dumps(referral(c)))),
-    "missing_ce_source": ("MISSING_ATTRIBUTE", lambda eid, c: (
-        headers(eid, drop="ce_source"), orjson.dumps(referral(c)))),
-    "missing_ce_type": ("MISSING_ATTRIBUTE", lambda eid, c: (
-        headers(eid, drop="ce_type"), orjson.dumps(referral(c)))),
-    "unknown_type": ("UNKNOWN_TYPE", lambda eid, c: (
-        headers(eid, ce_type="org.casebridge.referral.teleported.v1"),
-        orjson.dumps(referral(c)))),
-    "wrong_specversion": ("UNSUPPORTED_SPECVERSION", lambda eid, c: (
-        headers(eid, ce_specversion="0.3"), orjson.dumps(referral(c)))),
-    "too_large": ("TOO_LARGE", lambda eid, c: (
-        headers(eid), orjson.dumps(referral(c, padding="x" * (300 * 1024))))),
-    "invalid_enum_value": ("INVALID_PAYLOAD", lambda eid, c: (
-        headers(eid), orjson.dumps(referral(c, type_of_exploitation=["Smuggling"])))),
+    "missing_ce_id": (
+        "MISSING_ATTRIBUTE",
+        lambda eid, c: (headers(eid, drop="ce_id"), orjson.dumps(referral(c))),
+    ),
+    "missing_ce_source": (
+        "MISSING_ATTRIBUTE",
+        lambda eid, c: (headers(eid, drop="ce_source"), orjson.dumps(referral(c))),
+    ),
+    "missing_ce_type": (
+        "MISSING_ATTRIBUTE",
+        lambda eid, c: (headers(eid, drop="ce_type"), orjson.dumps(referral(c))),
+    ),
+    "unknown_type": (
+        "UNKNOWN_TYPE",
+        lambda eid, c: (
+            headers(eid, ce_type="org.casebridge.referral.teleported.v1"),
+            orjson.dumps(referral(c)),
+        ),
+    ),
+    "wrong_specversion": (
+        "UNSUPPORTED_SPECVERSION",
+        lambda eid, c: (headers(eid, ce_specversion="0.3"), orjson.dumps(referral(c))),
+    ),
+    "too_large": (
+        "TOO_LARGE",
+        lambda eid, c: (headers(eid), orjson.dumps(referral(c, padding="x" * (300 * 1024)))),
+    ),
+    "invalid_enum_value": (
+        "INVALID_PAYLOAD",
+        lambda eid, c: (
+            headers(eid),
+            orjson.dumps(referral(c, type_of_exploitation=["Smuggling"])),
+        ),
+    ),
 }
 
 
@@ -105,14 +124,17 @@ async def test_bad_input_is_dead_lettered_and_audited_with_its_reason(
     assert "Synthetic" not in body["error"]["message"]
 
     received = await audit_rows(
-        pipeline, "kafka_topic = $1 AND outcome = 'received' AND subject = $2",
-        pipeline.topic_prefix + REFERRALS, case_id,
+        pipeline,
+        "kafka_topic = $1 AND outcome = 'received' AND subject = $2",
+        pipeline.topic_prefix + REFERRALS,
+        case_id,
     )
     assert len(received) == 1, "the inbound record itself is audited too"
 
 
 async def _rejected_rows(settings: Settings, key: bytes) -> list[Any]:
     """Audit rows of dead-letter records whose original key was `key` (the case id)."""
+
     async def probe() -> list[Any]:
         return await audit_rows(
             settings,
@@ -120,6 +142,7 @@ async def _rejected_rows(settings: Settings, key: bytes) -> list[Any]:
             settings.topic_prefix + "casebridge.deadletter",
             base64.b64encode(key).decode(),
         )
+
     return await wait_for(probe, lambda r: len(r) >= 1)
 
 
@@ -135,8 +158,9 @@ async def test_duplicate_event_id_has_one_effect(pipeline: Settings) -> None:
     )
     assert [r["reason_code"] for r in rejected] == ["DUPLICATE_EVENT", "DUPLICATE_EVENT"]
     routed = await wait_for(
-        lambda: audit_rows(pipeline, "outcome = 'routed' AND attributes->>'ce_causationid' = $1",
-                           event_id),
+        lambda: audit_rows(
+            pipeline, "outcome = 'routed' AND attributes->>'ce_causationid' = $1", event_id
+        ),
         lambda r: len(r) >= 1,
     )
     assert len(routed) == 1, "only the first of three copies is routed"

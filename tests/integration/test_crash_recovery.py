@@ -83,8 +83,11 @@ async def test_killed_services_lose_nothing_and_duplicate_nothing(stack: Stack) 
     conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
     try:
         publisher = asyncio.create_task(publish_steadily())
-        for victim, outcome in (("intake", "received"), ("router", "routed"),
-                                ("audit", "delivered")):
+        for victim, outcome in (
+            ("intake", "received"),
+            ("router", "routed"),
+            ("audit", "delivered"),
+        ):
             await _wait(conn, run, outcome, EVENTS // 5)
             procs[victim].kill()
             await asyncio.sleep(0.5)
@@ -101,7 +104,8 @@ async def test_killed_services_lose_nothing_and_duplicate_nothing(stack: Stack) 
         }
         distinct = await conn.fetchval(
             "SELECT count(DISTINCT (kafka_topic, event_id)) FROM audit_log"
-            " WHERE outcome = 'delivered' AND event_id LIKE $1", f"{run}-%",
+            " WHERE outcome = 'delivered' AND event_id LIKE $1",
+            f"{run}-%",
         )
         assert distinct == EVENTS * DELIVERIES_PER_EVENT
         first, last, total = await conn.fetchrow(

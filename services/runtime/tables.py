@@ -1,0 +1,140 @@
+"""Every PostgreSQL table as a SQLModel model: one declaration the migrations are checked against.
+
+The migrations (infra/migrations) create the tables, with what SQLModel cannot say: monthly
+partitions, append-only triggers, grants. These models are the typed description of the same
+tables, used by Alembic's autogenerate (`target_metadata`) and by a test that fails when a
+migration and a model disagree. Hot paths write with asyncpg directly (COPY, unnest).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, Integer, LargeBinary, SmallInteger, Text
+from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
+from sqlmodel import Field, SQLModel
+
+_TZ = TIMESTAMP(timezone=True)
+
+
+def _col(type_: Any, *, pk: bool = False, nullable: bool = False) -> Any:
+    return Field(sa_column=Column(type_, primary_key=pk, nullable=nullable and not pk))
+
+
+class IntakeSeenEvent(SQLModel, table=True):
+    """Intake's first sighting of each (source, id): where the first record sat."""
+
+    __tablename__ = "intake_seen_event"
+    source: str = _col(Text, pk=True)
+    event_id: str = _col(Text, pk=True)
+    kafka_topic: str = _col(Text)
+    kafka_partition: int = _col(Integer)
+    kafka_offset: int = _col(BigInteger)
+    first_seen_at: datetime = _col(_TZ)
+
+
+class AuditLogRow(SQLModel, table=True):
+    """One audit record (partitioned by month on recorded_at; append-only)."""
+
+    __tablename__ = "audit_log"
+    seq: int = _col(BigInteger, pk=True)
+    recorded_at: datetime = _col(_TZ, pk=True)
+    event_id: str = _col(Text)
+    event_source: str = _col(Text)
+    event_type: str = _col(Text)
+    subject: str | None = _col(Text, nullable=True)
+    agency: str | None = _col(Text, nullable=True)
+    outcome: str = _col(Text)
+    reason_code: str | None = _col(Text, nullable=True)
+    kafka_topic: str = _col(Text)
+    kafka_partition: int = _col(Integer)
+    kafka_offset: int = _col(BigInteger)
+    attributes: dict[str, Any] = _col(JSONB)
+    payload: Any = _col(JSONB, nullable=True)
+    raw_value: bytes | None = _col(LargeBinary, nullable=True)
+    payload_digest: bytes = _col(LargeBinary)
+    leaf_hash: bytes = _col(LargeBinary)
+
+
+class AuditHead(SQLModel, table=True):
+    __tablename__ = "audit_head"
+    id: int = _col(SmallInteger, pk=True)
+    next_seq: int = _col(BigInteger)
+
+
+class AuditConsumerOffset(SQLModel, table=True):
+    __tablename__ = "audit_consumer_offset"
+    consumer: str = _col(Text, pk=True)
+    kafka_topic: str = _col(Text, pk=True)
+    kafka_partition: int = _col(Integer, pk=True)
+    next_offset: int = _col(BigInteger)
+
+
+class AuditEmitted(SQLModel, table=True):
+    __tablename__ = "audit_emitted"
+    kafka_topic: str = _col(Text, pk=True)
+    event_source: str = _col(Text, pk=True)
+    event_id: str = _col(Text, pk=True)
+
+
+class AuditTreeHead(SQLModel, table=True):
+    __tablename__ = "audit_tree_head"
+    tree_size: int = _col(BigInteger, pk=True)
+    root_hash: bytes = _col(LargeBinary)
+    timestamp_ms: int = _col(BigInteger)
+    signature: bytes = _col(LargeBinary)
+    key_id: str = _col(Text)
+    created_at: datetime = _col(_TZ)
+
+
+class CaseEventRow(SQLModel, table=True):
+    """The case event log: the truth a case's state is folded from."""
+
+    __tablename__ = "case_event"
+    case_id: str = _col(Text, pk=True)
+    version: int = _col(Integer, pk=True)
+    event_type: str = _col(Text)
+    event: dict[str, Any] = _col(JSONB)
+    recorded_at: datetime = _col(_TZ)
+
+
+class CaseStateRow(SQLModel, table=True):
+    __tablename__ = "case_state"
+    case_id: str = _col(Text, pk=True)
+    kind: str = _col(Text)
+    state: str = _col(Text)
+    version: int = _col(Integer)
+    owner: str = _col(Text)
+    person_key: str | None = _col(Text, nullable=True)
+    snapshot: dict[str, Any] = _col(JSONB)
+    updated_at: datetime = _col(_TZ)
+
+
+class CaseMessageSeen(SQLModel, table=True):
+    __tablename__ = "case_message_seen"
+    source: str = _col(Text, pk=True)
+    event_id: str = _col(Text, pk=True)
+
+
+class CaseDeadlineRow(SQLModel, table=True):
+    __tablename__ = "case_deadline"
+    deadline_id: str = _col(Text, pk=True)
+    case_id: str = _col(Text)
+    due_at: datetime = _col(_TZ)
+    deadline: dict[str, Any] = _col(JSONB)
+    raised_at: datetime | None = _col(_TZ, nullable=True)
+
+
+class CaseOutboxRow(SQLModel, table=True):
+    __tablename__ = "case_outbox"
+    id: int = _col(BigInteger, pk=True)
+    topic: str = _col(Text)
+    key: bytes | None = _col(LargeBinary, nullable=True)
+    headers: dict[str, Any] = _col(JSONB)
+    value: bytes = _col(LargeBinary)
+    created_at: datetime = _col(_TZ)
+    published_at: datetime | None = _col(_TZ, nullable=True)
+
+
+METADATA = SQLModel.metadata
