@@ -43,7 +43,7 @@ from services.cases.domain import (
     due_escalations,
     duplicate_flags,
 )
-from services.router.facts import facts_of
+from services.router.facts import facts_from
 from services.router.policy import RoutingPolicy, route
 from services.runtime.database import Database
 from services.runtime.kafka import Outgoing, Publisher, header_map
@@ -93,7 +93,7 @@ class CaseCoordinator:
             return
         routed_to: tuple[str, ...] = ()
         if isinstance(message, _OPENINGS):
-            facts, _ = facts_of(record)
+            facts = facts_from(event_type, message)
             routed_to = tuple(d.agency for d in route(self._routing, facts).deliveries)
         async with self._db.pool.acquire() as conn, conn.transaction():
             if not await store.claim_message(conn, source, message_id):

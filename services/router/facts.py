@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 from aiokafka import ConsumerRecord
+from pydantic import BaseModel
 
 from schemas.cases import ACTION_TYPE_PREFIX
 from schemas.errors import EventRejected, RejectionCode
@@ -37,6 +38,11 @@ def facts_of(record: ConsumerRecord[Any, Any]) -> tuple[Facts, str]:
     except orjson.JSONDecodeError as exc:
         raise EventRejected(RejectionCode.NOT_JSON, "event value is not JSON") from exc
     payload = validate_payload(event_type, data)
+    return facts_from(event_type, payload), case_id_of(payload)
+
+
+def facts_from(event_type: str, payload: BaseModel) -> Facts:
+    """The routing facts of an already validated payload (the cases service has one)."""
     reporter = str(getattr(payload, "reporting_agency", ""))
     facts = Facts(event_type=event_type, reporting_agency=reporter)
     if isinstance(payload, VictimReferralSubmitted):
@@ -62,4 +68,4 @@ def facts_of(record: ConsumerRecord[Any, Any]) -> tuple[Facts, str]:
             country=payload.search_region_country,
             coordinating_rcc=payload.coordinating_rcc,
         )
-    return facts, case_id_of(payload)
+    return facts

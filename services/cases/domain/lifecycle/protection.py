@@ -39,7 +39,6 @@ from services.cases.domain.transition import (
     refuse,
 )
 
-CHILD_WORKFLOW = "child-workflow"
 NON_PUNISHMENT = "non-punishment-visibility"
 DUPLICATES = "duplicates-reviewed-not-merged"
 _PERSON_KINDS = frozenset({CaseKind.referral, CaseKind.returns})
