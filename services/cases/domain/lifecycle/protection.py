@@ -20,6 +20,7 @@ from schemas.cases import (
     SharingOverrideRecorded,
 )
 from schemas.vocab import AgencyKind
+from services.cases.domain.lifecycle import handshake
 from services.cases.domain.model import (
     STATES,
     Agencies,
@@ -39,6 +40,7 @@ from services.cases.domain.transition import (
     refuse,
 )
 
+CHILD_WORKFLOW = handshake.CHILD_WORKFLOW  # one rule, enforced in both modules
 NON_PUNISHMENT = "non-punishment-visibility"
 DUPLICATES = "duplicates-reviewed-not-merged"
 _PERSON_KINDS = frozenset({CaseKind.referral, CaseKind.returns})
