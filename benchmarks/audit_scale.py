@@ -11,6 +11,13 @@ with a throwaway key, then measures what the issue's targets are about:
 * full verification: every record read from PostgreSQL in seq order, leaves recomputed,
   payload digests checked, root compared with the signed head (`logcheck.verify_database`).
 
+Each step connects as the role that does it in production: the records are written as the
+audit consumer's role (casebridge_audit), the heads as the signer's (casebridge_signer), and
+every query, proof and verification runs as the auditors' read-only role (casebridge_auditor);
+the superuser only creates and drops the database, the owner migrates and ANALYZEs it. The
+passwords are set-up's files, `<run dir>/secrets/postgres/<role>.password` (CASEBRIDGE_RUN_DIR,
+default .run: `infra/stack.sh up` writes them).
+
 Prints target, measured and ratio (measured / target; below 1 meets the target). The
 database is dropped afterwards unless --keep. Synthetic data only: no real names or cases.
 """
@@ -31,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import orjson
+from sqlalchemy.engine import make_url
 
 from services.audit.canonical import AuditEntry, entry_leaf_hash
 from services.audit.logcheck import verify_database
@@ -44,12 +52,22 @@ from services.audit.queries import (
 )
 from services.audit.store import COLUMNS
 from services.audit.tree_head import generate_keypair, sign_tree_head, verify_tree_head
+from services.runtime.credentials import (
+    AUDITOR_ROLE,
+    OWNER_ROLE,
+    database_password,
+    database_url,
+    service_role,
+)
 from services.runtime.database import asyncpg_dsn
 from services.runtime.migrations import upgrade
+from services.runtime.settings import Settings
 
-ADMIN_URL = "postgresql://postgres@127.0.0.1:15432/postgres"
-"""A role that may CREATE DATABASE (the owner role may not): the dev stack's superuser."""
-OWNER = "casebridge_owner"
+SUPERUSER = "postgres"
+"""The role that may CREATE DATABASE (the owner role may not): set-up's superuser."""
+OWNER = OWNER_ROLE
+WRITER = service_role("audit")
+SIGNER = service_role("signer")
 AGENCIES = (
     "id-national-referral",
     "id-police-aht",
@@ -184,19 +202,47 @@ class Generator:
         ), leaf
 
 
-async def create_database(admin_url: str) -> tuple[str, str]:
+@dataclass(frozen=True)
+class Roles:
+    """One database, as each role the benchmark connects as (URLs with passwords)."""
+
+    owner: str
+    writer: str
+    signer: str
+    auditor: str
+
+
+def default_admin_url(settings: Settings) -> str:
+    """The superuser on the configured server's `postgres` database, with its password."""
+    url = make_url(database_url(settings, SUPERUSER)).set(database="postgres")
+    return url.render_as_string(hide_password=False)
+
+
+def role_url(settings: Settings, admin_url: str, role: str, database: str) -> str:
+    """`database` on the admin URL's server, as `role` with its password from the run dir."""
+    url = make_url(admin_url).set(
+        drivername="postgresql+asyncpg",
+        username=role,
+        password=database_password(settings, role),
+        database=database,
+    )
+    return url.render_as_string(hide_password=False)
+
+
+async def create_database(settings: Settings, admin_url: str) -> tuple[str, Roles]:
     """A fresh database owned by the owner role and migrated by it, as tests/support/stack.py
-    makes them; returns its name and the owner's URL for it."""
+    makes them; returns its name and the URLs of the roles the benchmark uses on it."""
     name = f"cb_bench_{uuid.uuid4().hex[:10]}"
+    roles = Roles(
+        *(role_url(settings, admin_url, r, name) for r in (OWNER, WRITER, SIGNER, AUDITOR_ROLE))
+    )
     conn = await asyncpg.connect(asyncpg_dsn(admin_url))
     try:
         await conn.execute(f'CREATE DATABASE "{name}" OWNER {OWNER}')
     finally:
         await conn.close()
-    host = admin_url.split("@", 1)[1].rsplit("/", 1)[0]
-    owner_url = f"postgresql+asyncpg://{OWNER}@{host}/{name}"
-    await asyncio.to_thread(upgrade, owner_url)
-    return name, owner_url
+    await asyncio.to_thread(upgrade, roles.owner)
+    return name, roles
 
 
 async def drop_database(admin_url: str, name: str) -> None:
@@ -207,11 +253,13 @@ async def drop_database(admin_url: str, name: str) -> None:
         await conn.close()
 
 
-async def load(url: str, events: int, cases: int, seed: int) -> list[bytes]:
-    """COPY the synthetic log in chunks; returns the leaf hashes in seq order."""
+async def load(roles: Roles, events: int, cases: int, seed: int) -> list[bytes]:
+    """COPY the synthetic log in chunks as the audit consumer's role (INSERT on the log, the
+    sequence counter), then ANALYZE as the owner (only the owner may); returns the leaf
+    hashes in seq order."""
     gen = Generator(events, cases, random.Random(seed), {})
     leaves: list[bytes] = []
-    conn = await asyncpg.connect(asyncpg_dsn(url))
+    conn = await asyncpg.connect(asyncpg_dsn(roles.writer))
     try:
         chunk = 50_000
         for lo in range(0, events, chunk):
@@ -224,6 +272,10 @@ async def load(url: str, events: int, cases: int, seed: int) -> list[bytes]:
             print(f"\r  loaded {len(leaves):>9,} / {events:,}", end="", file=sys.stderr)
         print(file=sys.stderr)
         await conn.execute("UPDATE audit_head SET next_seq = $1 WHERE id = 1", events)
+    finally:
+        await conn.close()
+    conn = await asyncpg.connect(asyncpg_dsn(roles.owner))
+    try:
         await conn.execute("ANALYZE audit_log")
     finally:
         await conn.close()
@@ -236,15 +288,17 @@ def percentile(values: Sequence[float], p: float) -> float:
 
 
 async def run(args: argparse.Namespace) -> int:
+    settings = Settings()
+    admin_url = args.admin_url or default_admin_url(settings)
     print(f"creating a fresh database for {args.events:,} events ...", file=sys.stderr)
-    name, url = await create_database(args.admin_url)
+    name, roles = await create_database(settings, admin_url)
     try:
         t0 = time.perf_counter()
-        leaves = await load(url, args.events, args.cases, args.seed)
+        leaves = await load(roles, args.events, args.cases, args.seed)
         load_s = time.perf_counter() - t0
         private, public = generate_keypair()
         tree = MerkleTree.from_leaf_hashes(leaves)
-        conn = await asyncpg.connect(asyncpg_dsn(url))
+        conn = await asyncpg.connect(asyncpg_dsn(roles.signer))
         try:
             now_ms = int(time.time() * 1000)
             sizes = [*range(args.sth_every, args.events, args.sth_every), args.events]
@@ -260,7 +314,7 @@ async def run(args: argparse.Namespace) -> int:
             await conn.close()
         print(f"  loaded in {load_s:.1f} s; {len(sizes)} tree heads signed", file=sys.stderr)
 
-        pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=2, max_size=4)
+        pool = await asyncpg.create_pool(asyncpg_dsn(roles.auditor), min_size=2, max_size=4)
         assert pool is not None
         try:
             rng = random.Random(args.seed + 1)
@@ -298,7 +352,7 @@ async def run(args: argparse.Namespace) -> int:
             await pool.close()
 
         t = time.perf_counter()
-        report = await verify_database(url, public, workers=args.workers)
+        report = await verify_database(roles.auditor, public, workers=args.workers)
         verify_s = time.perf_counter() - t
         assert report.ok, report.detail
 
@@ -340,9 +394,14 @@ async def run(args: argparse.Namespace) -> int:
         return 0 if met else 1
     finally:
         if args.keep:
-            print(f"kept database {name}: {url}", file=sys.stderr)
+            # No URL: it would carry a password. The roles' passwords are set-up's files.
+            print(
+                f"kept database {name} (read it as {AUDITOR_ROLE};"
+                f" passwords in {settings.secrets_dir / 'postgres'})",
+                file=sys.stderr,
+            )
         else:
-            await drop_database(args.admin_url, name)
+            await drop_database(admin_url, name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -359,7 +418,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="verification processes")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument(
-        "--admin-url", default=ADMIN_URL, help="a role that may create databases on the server"
+        "--admin-url",
+        default=None,
+        help="a role that may create databases on the server (default: the configured"
+        " server's superuser, with the password set-up wrote in the run dir); the other roles"
+        " connect to the same server with their own passwords from the run dir",
     )
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args(argv)

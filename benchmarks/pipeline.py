@@ -64,8 +64,8 @@ from sqlalchemy.engine import make_url
 from schemas.errors import EventRejected
 from services.bootstrap import load_routing_policy, topic_plan
 from services.intake.screening import screen
-from services.router.facts import facts_of
-from services.router.policy import RoutingPolicy, route
+from services.routing.facts import facts_of
+from services.routing.policy import RoutingPolicy, route
 from services.runtime.database import asyncpg_dsn
 from services.runtime.kafka import ensure_topics
 from services.runtime.migrations import upgrade

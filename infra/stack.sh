@@ -6,7 +6,7 @@
 #           Idempotent: a running stack is left alone. Prints the connection settings.
 #   down    stop both (data is kept in the run dir).
 #   status  one line per service; exit 0 only when both run.
-#   env     print the connection settings (KEY=value lines).
+#   env     print the connection settings (KEY=value lines; secrets only as file paths).
 #
 # Environment: KAFKA_PORT (19092), KAFKA_CONTROLLER_PORT (19093), PG_PORT (15432),
 # CASEBRIDGE_RUN_DIR (<repo>/.run). A second isolated stack just needs other values:
@@ -50,7 +50,8 @@ lock_run_dir() {
 }
 
 cmd_env() {
-    printf 'KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:%s\n' "${KAFKA_PORT}"
+    # Kafka: bootstrap, protocol, CA and the super user's settings file (a path, no password).
+    kafka env
     pg urls
 }
 

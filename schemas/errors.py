@@ -41,6 +41,8 @@ class RejectionCode(StrEnum):
     """The record value exceeds the maximum size."""
     INVALID_PAYLOAD = "INVALID_PAYLOAD"
     """The data does not match the event type's schema; see details."""
+    AGENCY_MISMATCH = "AGENCY_MISMATCH"
+    """`ce_source` or `reporting_agency` does not name the agency whose topic carried the event."""
     DUPLICATE_EVENT = "DUPLICATE_EVENT"
     """The (source, id) pair was already processed."""
     PROCESSING_FAILED = "PROCESSING_FAILED"

@@ -21,7 +21,7 @@ from typing import Any
 
 from schemas.envelope import envelope_json_schema
 from schemas.registry import EVENT_TYPES
-from schemas.topics import inbound_topic_for
+from schemas.topics import INBOUND_PREFIX
 
 __all__ = [
     "GENERATORS",
@@ -58,7 +58,7 @@ def _json_schemas() -> dict[str, str]:
         schema["$schema"] = JSON_SCHEMA_DIALECT
         schema["$id"] = f"urn:casebridge:schema:{event_type}"
         schema["x-casebridge-event-type"] = event_type
-        schema["x-casebridge-topic"] = inbound_topic_for(event_type).name
+        schema["x-casebridge-topic"] = INBOUND_PREFIX + "{agency-id}"  # the publisher's own
         files[f"{event_type}.json"] = dump(schema)
     return files
 

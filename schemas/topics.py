@@ -2,39 +2,38 @@
 
 Every topic is keyed by case id (except where noted), so all events of one case land on one
 partition and keep their order.
+
+Identity comes from the topic: each agency has its own inbound topic, which only that agency's
+Kafka principal may write (the broker enforces it with ACLs), and its own inbox, updates and
+rejections topics, which only it may read. A consumer cannot see who produced a record, but it
+can see which topic carried it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 
 from schemas.common import AGENCY_ID_PATTERN
 
 __all__ = [
+    "AGENCY_TOPIC_KINDS",
     "AUDIT_QUERIES",
     "AUDIT_TREE_HEADS",
     "CASE_EVENTS",
     "DEADLETTER",
     "EVENTS_VALID",
-    "FAMILY_TOPICS",
     "FIXED_TOPICS",
-    "INBOUND_CASE_ACTIONS",
-    "INBOUND_REFERRALS",
-    "INBOUND_RETURNS",
-    "INBOUND_SAR",
-    "INBOUND_TOPICS",
+    "INBOUND_PREFIX",
     "PER_AGENCY_PARTITIONS",
     "ROUTING_DECISIONS",
     "TopicSpec",
-    "family_of",
-    "inbound_topic_for",
+    "agency_of_inbound",
+    "agency_topics",
+    "inbound_topic",
     "inbox_topic",
-    "inbox_topic_spec",
+    "rejections_topic",
     "updates_topic",
-    "updates_topic_spec",
 ]
 
 CASE_KEY = "case id (UTF-8), so one case's events stay in order on one partition"
@@ -51,23 +50,12 @@ class TopicSpec:
     description: str
 
 
-INBOUND_REFERRALS = TopicSpec(
-    "casebridge.inbound.referrals", 6, CASE_KEY, "Victim referrals published by agencies."
-)
-INBOUND_RETURNS = TopicSpec(
-    "casebridge.inbound.returns", 6, CASE_KEY, "Return (AVRR) requests published by agencies."
-)
-INBOUND_SAR = TopicSpec(
-    "casebridge.inbound.sar", 6, CASE_KEY, "SAR alerts and SITREPs published by RCCs."
-)
-INBOUND_CASE_ACTIONS = TopicSpec(
-    "casebridge.inbound.case-actions",
+EVENTS_VALID = TopicSpec(
+    "casebridge.events.valid",
     6,
     CASE_KEY,
-    "Case lifecycle commands (accept, reject, transfer, close...) from agencies.",
-)
-EVENTS_VALID = TopicSpec(
-    "casebridge.events.valid", 6, CASE_KEY, "Inbound events that passed envelope and schema."
+    "Inbound events that passed envelope, schema and identity checks; `cb_agency` names the "
+    "agency whose topic carried them.",
 )
 ROUTING_DECISIONS = TopicSpec(
     "casebridge.routing.decisions", 6, CASE_KEY, "Which agencies receive which case, and why."
@@ -76,7 +64,8 @@ DEADLETTER = TopicSpec(
     "casebridge.deadletter",
     3,
     "the original record key (case id when the publisher followed the contract)",
-    "Rejected or unprocessable records: original bytes plus the rejection reason.",
+    "Every rejected or unprocessable record, all agencies (operators only): original bytes "
+    "plus the rejection reason.",
 )
 CASE_EVENTS = TopicSpec(
     "casebridge.cases.events",
@@ -97,14 +86,7 @@ AUDIT_TREE_HEADS = TopicSpec(
     "Signed checkpoints (tree heads) of the audit log.",
 )
 
-INBOUND_TOPICS: tuple[TopicSpec, ...] = (
-    INBOUND_REFERRALS,
-    INBOUND_RETURNS,
-    INBOUND_SAR,
-    INBOUND_CASE_ACTIONS,
-)
 FIXED_TOPICS: tuple[TopicSpec, ...] = (
-    *INBOUND_TOPICS,
     EVENTS_VALID,
     ROUTING_DECISIONS,
     DEADLETTER,
@@ -114,35 +96,20 @@ FIXED_TOPICS: tuple[TopicSpec, ...] = (
 )
 """Topics that exist once per deployment (per-agency topics come from the agency registry)."""
 
-FAMILY_TOPICS: Mapping[str, TopicSpec] = MappingProxyType(
-    {
-        "referral": INBOUND_REFERRALS,
-        "return": INBOUND_RETURNS,
-        "sar": INBOUND_SAR,
-        "case": INBOUND_CASE_ACTIONS,
-    }
-)
-"""Event family (the ``<family>`` in ``org.casebridge.<family>.<name>.v<N>``) -> inbound topic."""
+INBOUND_PREFIX = "casebridge.in."
+INBOX_PREFIX = "casebridge.inbox."
+UPDATES_PREFIX = "casebridge.updates."
+REJECTIONS_PREFIX = "casebridge.rejections."
 
-_EVENT_TYPE = re.compile(r"org\.casebridge\.([a-z]+)\.[a-z][a-z0-9_.]*\.v[1-9][0-9]*")
+AGENCY_TOPIC_KINDS: dict[str, tuple[str, str]] = {
+    "inbound": (INBOUND_PREFIX, "Everything the agency publishes: events and case actions."),
+    "inbox": (INBOX_PREFIX, "Referrals and transfers addressed to this agency (need to know)."),
+    "updates": (UPDATES_PREFIX, "Updates on the agency's cases (need to know)."),
+    "rejections": (REJECTIONS_PREFIX, "The agency's own rejected records, with the reason."),
+}
+"""The four topics every agency has: kind -> (name prefix, description)."""
+
 _AGENCY_ID = re.compile(AGENCY_ID_PATTERN)
-
-
-def family_of(event_type: str) -> str:
-    """The family of a CaseBridge event type; ValueError if the type is not of that form."""
-    match = _EVENT_TYPE.fullmatch(event_type)
-    if match is None:
-        raise ValueError(f"not a CaseBridge event type: {event_type!r}")
-    return match.group(1)
-
-
-def inbound_topic_for(event_type: str) -> TopicSpec:
-    """The inbound topic an event type must be published to; ValueError if none."""
-    family = family_of(event_type)
-    try:
-        return FAMILY_TOPICS[family]
-    except KeyError:
-        raise ValueError(f"no inbound topic for event family {family!r}") from None
 
 
 def _checked_agency(agency_id: str) -> str:
@@ -152,29 +119,38 @@ def _checked_agency(agency_id: str) -> str:
     return agency_id
 
 
+def inbound_topic(agency_id: str) -> str:
+    """The topic an agency publishes every event and case action to (it alone may write)."""
+    return INBOUND_PREFIX + _checked_agency(agency_id)
+
+
 def inbox_topic(agency_id: str) -> str:
     """Per-agency topic of referrals and transfers addressed to that agency."""
-    return f"casebridge.inbox.{_checked_agency(agency_id)}"
+    return INBOX_PREFIX + _checked_agency(agency_id)
 
 
 def updates_topic(agency_id: str) -> str:
     """Per-agency topic of updates on cases the agency takes part in."""
-    return f"casebridge.updates.{_checked_agency(agency_id)}"
+    return UPDATES_PREFIX + _checked_agency(agency_id)
 
 
-def inbox_topic_spec(agency_id: str) -> TopicSpec:
-    return TopicSpec(
-        inbox_topic(agency_id),
-        PER_AGENCY_PARTITIONS,
-        CASE_KEY,
-        "Referrals and transfers addressed to this agency (need-to-know view).",
-    )
+def rejections_topic(agency_id: str) -> str:
+    """Per-agency topic of the agency's own rejected records."""
+    return REJECTIONS_PREFIX + _checked_agency(agency_id)
 
 
-def updates_topic_spec(agency_id: str) -> TopicSpec:
-    return TopicSpec(
-        updates_topic(agency_id),
-        PER_AGENCY_PARTITIONS,
-        CASE_KEY,
-        "Updates on the agency's cases (need-to-know view).",
+def agency_of_inbound(topic: str) -> str | None:
+    """The agency whose inbound topic `topic` is (without any deployment prefix), or None."""
+    if not topic.startswith(INBOUND_PREFIX):
+        return None
+    agency = topic.removeprefix(INBOUND_PREFIX)
+    return agency if _AGENCY_ID.fullmatch(agency) else None
+
+
+def agency_topics(agency_id: str) -> tuple[TopicSpec, ...]:
+    """The four per-agency topics, as the deployment must create them."""
+    _checked_agency(agency_id)
+    return tuple(
+        TopicSpec(prefix + agency_id, PER_AGENCY_PARTITIONS, CASE_KEY, description)
+        for prefix, description in AGENCY_TOPIC_KINDS.values()
     )

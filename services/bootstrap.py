@@ -1,7 +1,10 @@
-"""The composition root: wires settings, logging, broker, database and services into apps.
+"""The composition root: wires settings, logging, brokers, databases and services into apps.
 
 Each service runs alone (`faststream run services.intake.app:app`) or several run in one
-process for development (`casebridge run`); both are built here, so there is one wiring.
+process for development (`casebridge run`); both are built here, so there is one wiring. Even
+in one process each service keeps its own identities: its own Kafka principal (a broker
+connection and a producer of its own) and its own database role, so what the broker and the
+database allow it is the same wherever it runs.
 """
 
 from __future__ import annotations
@@ -9,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from faststream import FastStream
-from faststream.kafka import KafkaBroker
+from faststream.kafka import KafkaBroker, KafkaRouter
 
 from schemas.registry import EVENT_TYPES
-from schemas.topics import FIXED_TOPICS, inbox_topic, updates_topic
+from schemas.topics import CASE_EVENTS, DEADLETTER, EVENTS_VALID, ROUTING_DECISIONS
 from services.audit.checkpoints import run_signer
 from services.audit.config import AuditSettings
 from services.audit.handlers import Auditor
@@ -31,73 +34,104 @@ from services.intake.handlers import build_router as intake_router
 from services.intake.seen_events import SeenEvents
 from services.router.handlers import Router
 from services.router.handlers import build_router as router_router
-from services.router.policy import RoutingPolicy, load_policy
-from services.runtime.database import Database
-from services.runtime.kafka import (
-    MAX_RECORD_BYTES,
-    KafkaPublisher,
-    create_broker,
-    ensure_topics,
+from services.routing.policy import RoutingPolicy, load_policy
+from services.runtime.credentials import (
+    KafkaClientConfig,
+    database_url,
+    kafka_client,
+    service_principal,
+    service_role,
 )
+from services.runtime.database import Database
+from services.runtime.kafka import KafkaPublisher, await_topics, create_broker
 from services.runtime.logging import configure_logging
 from services.runtime.settings import Settings, get_settings
 
 SERVICES = ("intake", "router", "audit", "cases")
+
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "intake": (EVENTS_VALID.name, DEADLETTER.name),
+    "router": (EVENTS_VALID.name, ROUTING_DECISIONS.name),
+    "cases": (EVENTS_VALID.name, CASE_EVENTS.name),
+    "audit": (),
+}
+"""Topics a service checks it can see before it consumes (set-up creates them)."""
 
 
 def load_routing_policy(settings: Settings) -> RoutingPolicy:
     return load_policy(settings.routing_policy_path, known_event_types=EVENT_TYPES)
 
 
-def topic_plan(
-    policy: RoutingPolicy, *, topic_prefix: str = ""
-) -> list[tuple[str, int, dict[str, str]]]:
-    """Every topic the pipeline needs, with partitions and config, created before consuming.
+@dataclass
+class ServiceWiring:
+    """One service's connections, each under the service's own identity."""
 
-    Creating them up front (rather than on first publish) fixes their partition counts and
-    lets the audit's pattern subscription see every topic from its first rebalance.
-    """
-    big = {"max.message.bytes": str(MAX_RECORD_BYTES + 64 * 1024)}
-    plan = [(t.name, t.partitions) for t in FIXED_TOPICS]
-    plan += [(inbox_topic(a.id), 6) for a in policy.agencies]
-    plan += [(updates_topic(a.id), 6) for a in policy.agencies]
-    return [(topic_prefix + name, partitions, big) for name, partitions in plan]
+    name: str
+    client: KafkaClientConfig
+    broker: KafkaBroker
+    publisher: KafkaPublisher | None = None
+    """None for a service that only consumes (the audit), which may write nowhere."""
+    db: Database | None = None
+    cluster_id: str = field(default="", init=False)
 
 
 @dataclass(frozen=True)
 class Wiring:
-    broker: KafkaBroker
-    db: Database
-    publisher: KafkaPublisher
+    services: dict[str, ServiceWiring]
     logger: logging.Logger
     policy: RoutingPolicy
     coordinator: CaseCoordinator | None = None
     audit_log: AuditLog | None = None
 
+    @property
+    def brokers(self) -> list[KafkaBroker]:
+        return [s.broker for s in self.services.values()]
+
 
 def wire(settings: Settings, services: Iterable[str], *, clock: Clock | None = None) -> Wiring:
-    """A broker with the routers of `services` included, and the database they share."""
+    """A broker per service with its router included, and the database pools they use."""
     wanted = tuple(services)
     unknown = sorted(set(wanted) - set(SERVICES))
     if unknown:
         raise ValueError(f"unknown services {unknown}; known: {SERVICES}")
     logger = configure_logging(fmt=settings.log_format, level=settings.log_level)
-    broker = create_broker(settings, client_id="casebridge-" + "-".join(wanted), logger=logger)
-    db = Database(settings.database_url)
-    publisher = KafkaPublisher(settings)
-    if "intake" in wanted:
-        broker.include_router(intake_router(Intake(publisher, SeenEvents(db)), settings))
     policy = load_routing_policy(settings)
+    wired: dict[str, ServiceWiring] = {}
+
+    def connect(name: str, *, database: bool, publishes: bool = True) -> ServiceWiring:
+        client = kafka_client(settings, service_principal(name))
+        service = ServiceWiring(
+            name=name,
+            client=client,
+            broker=create_broker(client, client_id=client.username, logger=logger),
+            publisher=KafkaPublisher(settings, client) if publishes else None,
+            db=Database(database_url(settings, service_role(name))) if database else None,
+        )
+        wired[name] = service
+        return service
+
+    def include(service: ServiceWiring, router: KafkaRouter) -> None:
+        service.broker.include_router(router)
+
+    if "intake" in wanted:
+        s = connect("intake", database=True)
+        assert s.db is not None and s.publisher is not None
+        intake = Intake(s.publisher, SeenEvents(s.db), topic_prefix=settings.topic_prefix)
+        include(s, intake_router(intake, settings))
     if "router" in wanted:
-        broker.include_router(router_router(Router(publisher, policy), settings))
+        s = connect("router", database=False)
+        assert s.publisher is not None
+        include(s, router_router(Router(s.publisher, policy), settings))
     audit_log = None
     if "audit" in wanted:
-        audit_log = AuditLog(db, consumer=f"{settings.group_prefix}.audit")
-        broker.include_router(
-            audit_router(Auditor(audit_log, topic_prefix=settings.topic_prefix), settings)
-        )
+        s = connect("audit", database=True, publishes=False)
+        assert s.db is not None
+        audit_log = AuditLog(s.db, consumer=f"{settings.group_prefix}.audit")
+        include(s, audit_router(Auditor(audit_log, topic_prefix=settings.topic_prefix), settings))
     coordinator = None
     if "cases" in wanted:
+        s = connect("cases", database=True)
+        assert s.db is not None and s.publisher is not None
         secret = settings.person_key_secret
         ctx = CaseContext(
             agencies=directory_of(policy),
@@ -105,17 +139,11 @@ def wire(settings: Settings, services: Iterable[str], *, clock: Clock | None = N
             person_key_secret=secret.get_secret_value().encode() if secret else None,
         )
         coordinator = CaseCoordinator(
-            publisher=publisher,
-            db=db,
-            ctx=ctx,
-            routing=policy,
-            clock=clock or SystemClock(),
+            publisher=s.publisher, db=s.db, ctx=ctx, routing=policy, clock=clock or SystemClock()
         )
-        broker.include_router(cases_router(coordinator, settings))
+        include(s, cases_router(coordinator, settings))
     return Wiring(
-        broker=broker,
-        db=db,
-        publisher=publisher,
+        services=wired,
         logger=logger,
         policy=policy,
         coordinator=coordinator,
@@ -141,27 +169,31 @@ def build(
     """The app and its wiring (tests reach the case coordinator through it).
 
     With "audit" and a signing key configured (CASEBRIDGE_AUDIT_SIGNING_KEY[_FILE]), the audit
-    service also runs the tree-head signer; without one it only appends (and says so).
+    service also runs the tree-head signer (as the signer's own principal and role); without
+    one it only appends (and says so).
     """
     settings = settings or get_settings()
     w = wire(settings, services or SERVICES, clock=clock)
     audit = audit or AuditSettings()
     has_key = audit.signing_key is not None or audit.signing_key_file is not None
-    sign = "audit" in (services or SERVICES) and has_key
+    sign = "audit" in w.services and has_key
     signer_stop = asyncio.Event()
     signers: list[asyncio.Task[None]] = []
-    app = FastStream(w.broker, logger=w.logger)
+    app = FastStream(*w.brokers, logger=w.logger)
     clocks: list[asyncio.Task[None]] = []
+    prefix = settings.topic_prefix
 
     @app.on_startup
     async def _start() -> None:
-        cluster_id = await ensure_topics(
-            settings.kafka_bootstrap, topic_plan(w.policy, topic_prefix=settings.topic_prefix)
-        )
+        for s in w.services.values():
+            needs = [prefix + t for t in _NEEDS[s.name]]
+            s.cluster_id = await await_topics(s.client, needs)
+            if s.db is not None:
+                await s.db.start()
+            if s.publisher is not None:
+                await s.publisher.start()
         if w.audit_log is not None:
-            w.audit_log.on_cluster(cluster_id)
-        await w.db.start()
-        await w.publisher.start()
+            w.audit_log.on_cluster(w.services["audit"].cluster_id)
 
     @app.after_startup
     async def _start_clock() -> None:
@@ -170,7 +202,7 @@ def build(
             clocks.append(asyncio.create_task(run_deadline_clock(w.coordinator, every_s=every)))
         if sign:
             signers.append(asyncio.create_task(run_signer(settings, audit, signer_stop)))
-        elif "audit" in (services or SERVICES):
+        elif "audit" in w.services:
             w.logger.warning("no audit signing key configured: tree heads are not signed")
 
     @app.on_shutdown
@@ -183,7 +215,10 @@ def build(
 
     @app.after_shutdown
     async def _stop() -> None:
-        await w.publisher.stop()
-        await w.db.close()
+        for s in w.services.values():
+            if s.publisher is not None:
+                await s.publisher.stop()
+            if s.db is not None:
+                await s.db.close()
 
     return app, w

@@ -27,21 +27,36 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _migrate(_: argparse.Namespace) -> int:
+    from services.runtime.credentials import OWNER_ROLE, database_url
     from services.runtime.migrations import upgrade
 
-    upgrade(get_settings().migration_database_url)
+    upgrade(database_url(get_settings(), OWNER_ROLE))
     return 0
 
 
-def _topics(_: argparse.Namespace) -> int:
-    from services.bootstrap import load_routing_policy, topic_plan
-    from services.runtime.kafka import ensure_topics
+def _agencies(args: argparse.Namespace) -> int:
+    from services.access import broker
+    from services.access.plan import plan_access
+    from services.bootstrap import load_routing_policy
 
     settings = get_settings()
-    plan = topic_plan(load_routing_policy(settings), topic_prefix=settings.topic_prefix)
-    asyncio.run(ensure_topics(settings.kafka_bootstrap, plan))
-    for name, partitions, _config in plan:
-        print(f"{name}\t{partitions} partitions")
+    if args.agencies_command == "sync":
+        agencies = [a.id for a in load_routing_policy(settings).agencies]
+        plan = plan_access(
+            agencies, topic_prefix=settings.topic_prefix, group_prefix=settings.group_prefix
+        )
+        report = broker.sync(settings, plan)
+        print(
+            f"{len(plan.topics)} topics ({len(report.topics_created)} new), "
+            f"{len(plan.principals)} principals ({len(report.credentials_created)} new "
+            f"credentials), {report.grants} ACLs; client files in {settings.secrets_dir / 'kafka'}"
+        )
+    elif args.agencies_command == "rotate":
+        broker.rotate(settings, args.principal)
+        print(f"new password for {args.principal}; its client file was rewritten")
+    else:
+        removed = broker.revoke(settings, args.principal)
+        print(f"{args.principal}: {removed} ACLs and its credential removed")
     return 0
 
 
@@ -58,7 +73,7 @@ def _rules(_: argparse.Namespace) -> int:
     settings = get_settings()
     routing = load_routing_policy(settings)
     rules = [
-        PolicyRule(r.name, r.serves, r.why, "services/router/policy.yaml (routing)")
+        PolicyRule(r.name, r.serves, r.why, "services/routing/policy.yaml (routing)")
         for r in routing.rules
     ]
     rules += policy_rules(load_policy(settings.case_policy_path))
@@ -81,11 +96,12 @@ def _rebuild(args: argparse.Namespace) -> int:
     import asyncpg
 
     from services.cases.rebuild import rebuild
+    from services.runtime.credentials import AUDITOR_ROLE, OWNER_ROLE, database_url
     from services.runtime.database import asyncpg_dsn
 
     async def go() -> int:
         settings = get_settings()
-        url = settings.migration_database_url if args.write else settings.database_url
+        url = database_url(settings, OWNER_ROLE if args.write else AUDITOR_ROLE)
         conn = await asyncpg.connect(asyncpg_dsn(url))
         try:
             async with conn.transaction():
@@ -123,7 +139,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--services", default="", help="comma-separated: intake,router,audit")
     p.set_defaults(func=_run)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=_migrate)
-    sub.add_parser("topics", help="create the topics the pipeline needs").set_defaults(func=_topics)
+    p = sub.add_parser("agencies", help="broker access: topics, credentials and ACLs")
+    agencies_sub = p.add_subparsers(dest="agencies_command", required=True)
+    agencies_sub.add_parser(
+        "sync", help="create every topic, credential and ACL the registry implies (idempotent)"
+    ).set_defaults(func=_agencies)
+    p = agencies_sub.add_parser("rotate", help="a new password for a principal")
+    p.add_argument("principal", help="an agency id or a service principal (casebridge-...)")
+    p.set_defaults(func=_agencies)
+    p = agencies_sub.add_parser("revoke", help="remove a principal's ACLs and credential")
+    p.add_argument("principal")
+    p.set_defaults(func=_agencies)
     p = sub.add_parser("demo", help="run the demo scenario against a running stack")
     p.add_argument("--keep-running", action="store_true", help="keep services running after")
     p.set_defaults(func=_demo)

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Local single-node Apache Kafka (KRaft, combined broker+controller) for CaseBridge dev/tests.
+# Secured: clients connect with SASL_SSL + SCRAM-SHA-512 (TLS from a private CA made here with
+# openssl), StandardAuthorizer with no access without an ACL, one super user (casebridge-admin).
 #
-# Usage: infra/kafka/kafka.sh fetch|format|start|wait|stop|status|logs
+# Usage: infra/kafka/kafka.sh fetch|format|start|wait|stop|status|env|logs
 #
 # Environment (all optional):
 #   KAFKA_PORT             client listener port                      (default 19092)
 #   KAFKA_CONTROLLER_PORT  KRaft controller listener port            (default 19093)
-#   CASEBRIDGE_RUN_DIR     state dir; Kafka uses $CASEBRIDGE_RUN_DIR/kafka (default <repo>/.run)
+#   CASEBRIDGE_RUN_DIR     state dir (default <repo>/.run): Kafka's data in kafka/, the CA and
+#                          broker certificate in tls/, the admin's client settings (password)
+#                          in secrets/kafka/casebridge-admin.properties
 #   KAFKA_HEAP_OPTS        JVM heap flags                            (default -Xms256m -Xmx512m)
 #   KAFKA_WAIT_TIMEOUT     seconds for `wait`                        (default 60)
 #   KAFKA_STOP_TIMEOUT     seconds of graceful shutdown before SIGKILL (default 30)
@@ -36,6 +40,28 @@ LOG_FILE="${KAFKA_DIR}/kafka.log"
 PID_FILE="${KAFKA_DIR}/kafka.pid"
 FORMAT_INFO="${KAFKA_DIR}/formatted.env"
 MARKER="${KAFKA_LIBS_DIR}/.fetched"
+# The broker's PEM keystore: its private key and certificate in one file (0600), rebuilt from
+# tls/broker.key + tls/broker.pem on every start.
+KEYSTORE="${KAFKA_DIR}/broker-keystore.pem"
+
+# TLS material shared with the clients (layout fixed by the project's conventions).
+TLS_DIR="${CASEBRIDGE_RUN_DIR}/tls"
+CA_PEM="${TLS_DIR}/ca.pem"
+CA_KEY="${TLS_DIR}/ca.key"
+BROKER_PEM="${TLS_DIR}/broker.pem"
+BROKER_KEY="${TLS_DIR}/broker.key"
+TLS_DAYS=825
+
+# The one super user, for set-up only (topics, credentials, ACLs). Its librdkafka-style client
+# settings, password included, live in a 0600 file; the broker also logs in with it (inter-broker
+# SCRAM on the client listener, PLAIN on the loopback controller listener).
+SECRETS_DIR="${CASEBRIDGE_RUN_DIR}/secrets"
+KAFKA_SECRETS_DIR="${SECRETS_DIR}/kafka"
+ADMIN_USER="casebridge-admin"
+ADMIN_CONFIG="${KAFKA_SECRETS_DIR}/${ADMIN_USER}.properties"
+# Listener names (the config keys use them lower-cased: listener.name.client.*).
+CLIENT_LISTENER="CLIENT"
+CONTROLLER_LISTENER="CONTROLLER"
 
 # Class names checked in kafka_2.13-4.1.1.jar (unzip -l): they did not move in 4.x.
 MAIN_CLASS="kafka.Kafka"
@@ -63,6 +89,9 @@ validate_env() {
         || die "KAFKA_PORT and KAFKA_CONTROLLER_PORT must differ (both are ${KAFKA_PORT})"
     [[ "${CASEBRIDGE_RUN_DIR}" == /* ]] \
         || die "CASEBRIDGE_RUN_DIR must be an absolute path (got '${CASEBRIDGE_RUN_DIR}')"
+    # The path is written into Java properties files, where a backslash is an escape.
+    [[ "${CASEBRIDGE_RUN_DIR}" != *[\\$'\n']* ]] \
+        || die "CASEBRIDGE_RUN_DIR must not contain a backslash or a newline (got '${CASEBRIDGE_RUN_DIR}')"
 }
 
 # Kafka version = the <kafka.version> property of pom.xml (single source of truth).
@@ -121,20 +150,196 @@ cmd_fetch() {
     log "fetched $(find "${KAFKA_LIBS_DIR}" -maxdepth 1 -name '*.jar' | wc -l) jars into ${KAFKA_LIBS_DIR}"
 }
 
+# ----- TLS: a private CA and the broker's certificate ------------------------------------------
+
+# Succeeds when the broker certificate exists, was issued by our CA, and is valid for another day.
+broker_cert_ok() {
+    [[ -s "${BROKER_PEM}" && -s "${BROKER_KEY}" && -s "${CA_PEM}" ]] || return 1
+    openssl verify -CAfile "${CA_PEM}" "${BROKER_PEM}" >/dev/null 2>&1 || return 1
+    openssl x509 -in "${BROKER_PEM}" -noout -checkend 86400 >/dev/null 2>&1 || return 1
+    # The certificate must belong to the key next to it.
+    [[ "$(openssl x509 -in "${BROKER_PEM}" -noout -pubkey 2>/dev/null)" \
+        == "$(openssl pkey -in "${BROKER_KEY}" -pubout 2>/dev/null)" ]]
+}
+
+# A new unencrypted PKCS#8 PEM EC P-256 key (what Kafka's PEM keystore reads without a password).
+new_key() {
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null \
+        || die "openssl could not create a key at $1"
+    chmod 0600 "$1"
+}
+
+# Creates tls/ca.{pem,key} when ca.pem is missing, and tls/broker.{pem,key} when missing,
+# expiring within a day, or not issued by the current CA. Existing valid files are kept.
+ensure_tls() {
+    command -v openssl >/dev/null 2>&1 || die "openssl not found: apt-get install -y openssl"
+    mkdir -p "${TLS_DIR}"
+    chmod 0755 "${TLS_DIR}"
+    local tmp
+    if [[ ! -s "${CA_PEM}" ]]; then
+        tmp="$(mktemp -d "${TLS_DIR}/.new-ca.XXXXXX")"
+        log "creating a private CA in ${TLS_DIR} (EC P-256, ${TLS_DAYS} days)"
+        new_key "${tmp}/ca.key"
+        # A random suffix keeps the CAs of two run dirs apart in a trust store.
+        if ! openssl req -x509 -new -sha256 -days "${TLS_DAYS}" -key "${tmp}/ca.key" \
+            -subj "/O=CaseBridge/CN=CaseBridge local CA $(openssl rand -hex 4)" \
+            -addext "basicConstraints=critical,CA:TRUE,pathlen:0" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign" \
+            -addext "subjectKeyIdentifier=hash" \
+            -out "${tmp}/ca.pem" 2>"${tmp}/err"; then
+            cat "${tmp}/err" >&2
+            rm -rf "${tmp}"
+            die "openssl could not create the CA certificate"
+        fi
+        chmod 0644 "${tmp}/ca.pem"
+        # Old broker files were issued by the previous CA.
+        rm -f "${BROKER_PEM}" "${BROKER_KEY}"
+        mv -f "${tmp}/ca.key" "${CA_KEY}"
+        mv -f "${tmp}/ca.pem" "${CA_PEM}"
+        rm -rf "${tmp}"
+    fi
+    broker_cert_ok && return 0
+    [[ -s "${CA_KEY}" ]] \
+        || die "the broker certificate must be (re)issued but the CA key ${CA_KEY} is missing: delete ${TLS_DIR} to create a new CA (clients then need the new ca.pem), and restart"
+    tmp="$(mktemp -d "${TLS_DIR}/.new-broker.XXXXXX")"
+    log "issuing the broker certificate ${BROKER_PEM} (SAN DNS:localhost, IP:127.0.0.1; ${TLS_DAYS} days)"
+    new_key "${tmp}/broker.key"
+    cat >"${tmp}/ext.cnf" <<'EOF'
+basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth,clientAuth
+subjectAltName=DNS:localhost,IP:127.0.0.1
+subjectKeyIdentifier=hash
+authorityKeyIdentifier=keyid,issuer
+EOF
+    if ! openssl req -new -sha256 -key "${tmp}/broker.key" -subj "/O=CaseBridge/CN=localhost" \
+        -out "${tmp}/broker.csr" 2>"${tmp}/err" \
+        || ! openssl x509 -req -sha256 -days "${TLS_DAYS}" -in "${tmp}/broker.csr" \
+            -CA "${CA_PEM}" -CAkey "${CA_KEY}" -set_serial "0x$(openssl rand -hex 16)" \
+            -extfile "${tmp}/ext.cnf" -out "${tmp}/broker.pem" 2>"${tmp}/err"; then
+        cat "${tmp}/err" >&2
+        rm -rf "${tmp}"
+        die "openssl could not issue the broker certificate"
+    fi
+    chmod 0644 "${tmp}/broker.pem"
+    mv -f "${tmp}/broker.key" "${BROKER_KEY}"
+    mv -f "${tmp}/broker.pem" "${BROKER_PEM}"
+    rm -rf "${tmp}"
+    broker_cert_ok || die "the new broker certificate ${BROKER_PEM} does not verify against ${CA_PEM}"
+}
+
+# Kafka's file-based PEM keystore wants the key and the certificate chain in one file, the key
+# as unencrypted PKCS#8 ("BEGIN PRIVATE KEY"; 4.1.1 fails to load a SEC1 "BEGIN EC PRIVATE KEY"):
+# `openssl pkey` writes PKCS#8 whatever the input format.
+write_keystore() {
+    local tmp="${KEYSTORE}.tmp"
+    (
+        umask 077
+        openssl pkey -in "${BROKER_KEY}" >"${tmp}" \
+            || die "cannot read the broker key ${BROKER_KEY} (encrypted? it must not be)"
+        cat "${BROKER_PEM}" "${CA_PEM}" >>"${tmp}"
+    )
+    mv -f "${tmp}" "${KEYSTORE}"
+}
+
+# ----- The super user's credentials ------------------------------------------------------------
+
+# 32 random bytes, URL-safe base64 without padding: no character needs quoting anywhere
+# (JAAS config, --add-scram, librdkafka and Java properties).
+new_password() {
+    head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'
+}
+
+# Prints the admin password from its client settings file; fails when absent or malformed.
+admin_password() {
+    [[ -f "${ADMIN_CONFIG}" ]] || return 1
+    local pw
+    pw="$(sed -n 's/^sasl\.password=//p' "${ADMIN_CONFIG}" | head -n1)"
+    [[ "${pw}" =~ ^[A-Za-z0-9_-]{20,}$ ]] || return 1
+    printf '%s\n' "${pw}"
+}
+
+# (Re)writes the admin's client settings (librdkafka format) with the current port.
+write_admin_config() {
+    local password="$1"
+    (
+        umask 077
+        mkdir -p "${KAFKA_SECRETS_DIR}"
+    )
+    chmod 0700 "${SECRETS_DIR}" "${KAFKA_SECRETS_DIR}"
+    local tmp="${ADMIN_CONFIG}.tmp"
+    (
+        umask 077
+        cat >"${tmp}" <<EOF
+bootstrap.servers=127.0.0.1:${KAFKA_PORT}
+security.protocol=SASL_SSL
+sasl.mechanisms=SCRAM-SHA-512
+sasl.username=${ADMIN_USER}
+sasl.password=${password}
+ssl.ca.location=${CA_PEM}
+EOF
+    )
+    chmod 0600 "${tmp}"
+    mv -f "${tmp}" "${ADMIN_CONFIG}"
+}
+
+# ----- server.properties -----------------------------------------------------------------------
+
 write_properties() {
+    local password="$1"
     mkdir -p "${DATA_DIR}"
+    # Topic data (personal data), the properties and the keystore: for the broker's user only.
+    chmod 0700 "${KAFKA_DIR}"
     local tmp="${PROPS}.tmp"
-    cat >"${tmp}" <<EOF
+    # It holds the admin password: readable by its owner only.
+    (
+        umask 077
+        cat >"${tmp}" <<EOF
 # Generated by infra/kafka/kafka.sh on every start/format: do not edit, change kafka.sh instead.
+# Holds the super user's password: mode 0600.
 # Single-node KRaft: one process is both broker and controller.
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:${KAFKA_CONTROLLER_PORT}
-listeners=PLAINTEXT://127.0.0.1:${KAFKA_PORT},CONTROLLER://127.0.0.1:${KAFKA_CONTROLLER_PORT}
-advertised.listeners=PLAINTEXT://127.0.0.1:${KAFKA_PORT},CONTROLLER://127.0.0.1:${KAFKA_CONTROLLER_PORT}
-inter.broker.listener.name=PLAINTEXT
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+
+# Listeners. CLIENT is the only one clients are told about: TLS + SCRAM-SHA-512, the broker's
+# own (inter-broker) connections use it too, as the super user. CONTROLLER speaks only the
+# KRaft/controller protocol, on loopback, and still requires a login (SASL PLAIN, static
+# credentials below: SCRAM there cannot work before the metadata log is read, KAFKA-15513).
+# A PLAINTEXT controller listener would need User:ANONYMOUS as a super user (the broker
+# registers through it and that needs ClusterAction), and since KIP-919 an admin client can talk
+# to the controller port directly (bootstrap.controllers): any local process could then create
+# ACLs (tried on 4.1.1: it works). Hence PLAIN, never PLAINTEXT.
+listeners=${CLIENT_LISTENER}://127.0.0.1:${KAFKA_PORT},${CONTROLLER_LISTENER}://127.0.0.1:${KAFKA_CONTROLLER_PORT}
+advertised.listeners=${CLIENT_LISTENER}://127.0.0.1:${KAFKA_PORT},${CONTROLLER_LISTENER}://127.0.0.1:${KAFKA_CONTROLLER_PORT}
+listener.security.protocol.map=${CLIENT_LISTENER}:SASL_SSL,${CONTROLLER_LISTENER}:SASL_PLAINTEXT
+inter.broker.listener.name=${CLIENT_LISTENER}
+controller.listener.names=${CONTROLLER_LISTENER}
+
+# SASL
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+sasl.mechanism.controller.protocol=PLAIN
+listener.name.client.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.client.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="${ADMIN_USER}" password="${password}";
+listener.name.controller.sasl.enabled.mechanisms=PLAIN
+listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="${ADMIN_USER}" password="${password}" user_${ADMIN_USER}="${password}";
+
+# TLS (PEM files made by kafka.sh with openssl; the key is unencrypted PKCS#8, so no
+# ssl.key.password). Clients are not asked for certificates: they authenticate with SCRAM.
+ssl.keystore.type=PEM
+ssl.keystore.location=${KEYSTORE}
+ssl.truststore.type=PEM
+ssl.truststore.location=${CA_PEM}
+ssl.client.auth=none
+ssl.endpoint.identification.algorithm=https
+
+# Authorisation: nothing without an ACL, except for the one super user (set-up and the
+# broker's own connections).
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:${ADMIN_USER}
+
 log.dirs=${DATA_DIR}
 
 # Topics
@@ -160,10 +365,21 @@ group.initial.rebalance.delay.ms=0
 broker.session.timeout.ms=5000
 broker.heartbeat.interval.ms=1000
 EOF
-    mv "${tmp}" "${PROPS}"
+    )
+    chmod 0600 "${tmp}"
+    mv -f "${tmp}" "${PROPS}"
 }
 
 is_formatted() { [[ -f "${DATA_DIR}/meta.properties" ]]; }
+
+# Formatted by this script with security on: the SCRAM credential of the admin is in the metadata
+# log and its password in ADMIN_CONFIG. A data dir formatted before (no marker) has no credential.
+is_formatted_secured() {
+    is_formatted \
+        && [[ -f "${FORMAT_INFO}" ]] \
+        && grep -qx 'FORMATTED_SECURED=1' "${FORMAT_INFO}" \
+        && admin_password >/dev/null
+}
 
 # Kafka cluster ids are 16 random bytes in URL-safe base64 without padding (22 chars).
 new_cluster_id() {
@@ -178,26 +394,62 @@ new_cluster_id() {
 
 cmd_format() {
     validate_env
-    if is_formatted; then
+    local pid
+    if is_formatted_secured; then
         log "data dir already formatted: ${DATA_DIR} ($(grep '^cluster.id=' "${DATA_DIR}/meta.properties"))"
+        if ! pid="$(running_pid)"; then
+            # Keep the TLS files and the admin's settings (port) current for the next start.
+            ensure_tls
+            write_admin_config "$(admin_password)"
+        fi
         return 0
     fi
     require_libs
-    if [[ -d "${DATA_DIR}" ]] && [[ -n "$(ls -A "${DATA_DIR}")" ]]; then
+    if is_formatted; then
+        # A data dir from before the broker was secured (or whose admin password is lost) must
+        # not come up open, nor half-working: it only ever held dev/test data, so start over.
+        local why="it was formatted without security (no FORMATTED_SECURED=1 in ${FORMAT_INFO})"
+        if [[ -f "${FORMAT_INFO}" ]] && grep -qx 'FORMATTED_SECURED=1' "${FORMAT_INFO}"; then
+            why="the super user's password file ${ADMIN_CONFIG} is missing or unreadable"
+        fi
+        if pid="$(running_pid)"; then
+            log "stopping the broker (pid ${pid}) that runs on this data dir"
+            cmd_stop
+        fi
+        log "WIPING ${KAFKA_DIR}: ${why}; reformatting it secured (dev/test data: its topics and offsets are lost)"
+        rm -rf "${DATA_DIR}" "${FORMAT_INFO}" "${PROPS}" "${KEYSTORE}"
+    elif [[ -d "${DATA_DIR}" ]] && [[ -n "$(ls -A "${DATA_DIR}")" ]]; then
         die "${DATA_DIR} is not empty but has no meta.properties (half-formatted or foreign data); inspect it, delete it, then re-run '$0 format'"
     fi
-    write_properties
+    ensure_tls
+    # Reuse the admin's password when its file survived (only kafka/ was deleted): clients keep
+    # working. Otherwise make a new one.
+    local password
+    password="$(admin_password)" || password="$(new_password)"
+    write_admin_config "${password}"
+    write_properties "${password}"
+    write_keystore
     local cluster_id
     cluster_id="$(new_cluster_id)"
-    log "formatting ${DATA_DIR} (cluster id ${cluster_id})"
-    local out
-    if ! out="$("${JAVA}" -Xmx256m -cp "${KAFKA_LIBS_DIR}/*" "${STORAGE_TOOL_CLASS}" format \
-        --standalone -t "${cluster_id}" -c "${PROPS}" 2>&1)"; then
+    log "formatting ${DATA_DIR} (cluster id ${cluster_id}), super user ${ADMIN_USER} (SCRAM-SHA-512)"
+    # The password goes through a 0600 argument file, not the command line (visible in ps).
+    local argfile="${KAFKA_DIR}/format.args"
+    (
+        umask 077
+        # One argument a line; quoted, as java reads argument files like a shell would.
+        printf '%s\n' "${STORAGE_TOOL_CLASS}" format --standalone -t "${cluster_id}" -c "\"${PROPS}\"" \
+            --add-scram "'SCRAM-SHA-512=[name=\"${ADMIN_USER}\",password=\"${password}\"]'" \
+            >"${argfile}"
+    )
+    local out rc=0
+    out="$("${JAVA}" -Xmx256m -cp "${KAFKA_LIBS_DIR}/*" "@${argfile}" 2>&1)" || rc=$?
+    rm -f "${argfile}"
+    if ((rc != 0)); then
         printf '%s\n' "${out}" >&2
         die "kafka storage format failed (output above)"
     fi
     # The controller port is recorded in the KRaft voter set at format time.
-    printf 'FORMATTED_CONTROLLER_PORT=%s\nFORMATTED_CLUSTER_ID=%s\n' \
+    printf 'FORMATTED_CONTROLLER_PORT=%s\nFORMATTED_CLUSTER_ID=%s\nFORMATTED_SECURED=1\n' \
         "${KAFKA_CONTROLLER_PORT}" "${cluster_id}" >"${FORMAT_INFO}"
     log "formatted: $(printf '%s' "${out}" | tail -n1)"
 }
@@ -233,12 +485,16 @@ cmd_start() {
     validate_env
     local pid
     if pid="$(running_pid)"; then
+        is_formatted_secured \
+            || die "the broker running on ${DATA_DIR} (pid ${pid}) was formatted without security; run '$0 format' (it stops the broker, wipes this dev/test data dir and reformats it secured), then '$0 start'"
         log "already running (pid ${pid}, 127.0.0.1:${KAFKA_PORT}, run dir ${KAFKA_DIR})"
         return 0
     fi
     rm -f "${PID_FILE}"
     require_libs
     is_formatted || die "data dir ${DATA_DIR} is not formatted: run '$0 format' first"
+    is_formatted_secured \
+        || die "data dir ${DATA_DIR} was formatted without security (or the super user's password file ${ADMIN_CONFIG} is gone); run '$0 format': it wipes this dev/test data dir and reformats it secured"
     if [[ -f "${FORMAT_INFO}" ]]; then
         local formatted_port
         formatted_port="$(sed -n 's/^FORMATTED_CONTROLLER_PORT=//p' "${FORMAT_INFO}")"
@@ -252,7 +508,13 @@ cmd_start() {
             die "port 127.0.0.1:${port} is already in use by another process (not the broker of ${KAFKA_DIR}); find it with: ss -ltnp 'sport = :${port}'"
         fi
     done
-    write_properties
+    ensure_tls
+    local password
+    password="$(admin_password)"
+    # The port may differ from the last run: keep the admin's client settings in step.
+    write_admin_config "${password}"
+    write_properties "${password}"
+    write_keystore
     # Keep one previous log for post-mortems.
     if [[ -f "${LOG_FILE}" ]]; then
         mv -f "${LOG_FILE}" "${LOG_FILE}.1"
@@ -305,7 +567,9 @@ cmd_wait() {
         || die "python not found at ${CASEBRIDGE_PYTHON}: create the venv (it needs aiokafka) or set CASEBRIDGE_PYTHON"
     local t0 rc=0
     t0="${EPOCHREALTIME/./}"
+    [[ -f "${ADMIN_CONFIG}" ]] || die "no super user client settings at ${ADMIN_CONFIG}: run '$0 format'"
     "${CASEBRIDGE_PYTHON}" "${SCRIPT_DIR}/ready.py" --bootstrap "127.0.0.1:${KAFKA_PORT}" \
+        --client-config "${ADMIN_CONFIG}" \
         --timeout "${KAFKA_WAIT_TIMEOUT}" --pid "${pid}" >&2 || rc=$?
     case "${rc}" in
         0) log "broker ready on 127.0.0.1:${KAFKA_PORT} (waited $(((${EPOCHREALTIME/./} - t0) / 1000)) ms)" ;;
@@ -318,6 +582,8 @@ cmd_wait() {
             tail_log 60
             die "broker process ${pid} died while starting (log tail above; full log ${LOG_FILE})"
             ;;
+        4) die "the broker refuses the super user's credentials in ${ADMIN_CONFIG} (they do not match the data dir); stop the broker and delete ${KAFKA_DIR} to reformat it (dev/test data only)" ;;
+        5) die "the super user's client settings ${ADMIN_CONFIG} are unusable (message above); run '$0 format'" ;;
         *) die "readiness probe failed (exit ${rc}); is aiokafka installed in ${CASEBRIDGE_PYTHON}?" ;;
     esac
 }
@@ -355,14 +621,29 @@ cmd_status() {
     if pid="$(running_pid)"; then
         local answering="no"
         port_in_use "${KAFKA_PORT}" && answering="yes"
-        printf 'kafka: running pid=%s bootstrap=127.0.0.1:%s controller=127.0.0.1:%s port_open=%s run_dir=%s\n' \
-            "${pid}" "${KAFKA_PORT}" "${KAFKA_CONTROLLER_PORT}" "${answering}" "${KAFKA_DIR}"
+        if ! is_formatted_secured; then
+            printf 'kafka: running UNSECURED (formatted before security; run: %s format) pid=%s bootstrap=127.0.0.1:%s run_dir=%s\n' \
+                "$0" "${pid}" "${KAFKA_PORT}" "${KAFKA_DIR}"
+            return 0
+        fi
+        printf 'kafka: running pid=%s bootstrap=127.0.0.1:%s (SASL_SSL, SCRAM-SHA-512) controller=127.0.0.1:%s port_open=%s admin_config=%s run_dir=%s\n' \
+            "${pid}" "${KAFKA_PORT}" "${KAFKA_CONTROLLER_PORT}" "${answering}" "${ADMIN_CONFIG}" "${KAFKA_DIR}"
         return 0
     fi
     local formatted="no"
     is_formatted && formatted="yes"
+    is_formatted && ! is_formatted_secured && formatted="yes-without-security"
     printf 'kafka: stopped formatted=%s run_dir=%s\n' "${formatted}" "${KAFKA_DIR}"
     return 3
+}
+
+# Connection settings as KEY=value lines: paths only, never a password.
+cmd_env() {
+    printf 'KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:%s\n' "${KAFKA_PORT}"
+    printf 'KAFKA_SECURITY_PROTOCOL=SASL_SSL\n'
+    printf 'KAFKA_SASL_MECHANISM=SCRAM-SHA-512\n'
+    printf 'KAFKA_SSL_CA_LOCATION=%s\n' "${CA_PEM}"
+    printf 'KAFKA_ADMIN_CLIENT_CONFIG=%s\n' "${ADMIN_CONFIG}"
 }
 
 cmd_logs() {
@@ -380,6 +661,7 @@ main() {
         wait) cmd_wait ;;
         stop) cmd_stop ;;
         status) cmd_status ;;
+        env) cmd_env ;;
         logs) cmd_logs "$@" ;;
         -h | --help | help) usage ;;
         *)

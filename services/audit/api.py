@@ -70,6 +70,13 @@ from services.audit.queries import (
     tree_heads,
 )
 from services.audit.tree_head import SignedTreeHead, sth_to_dict
+from services.runtime.credentials import (
+    AUDITOR_ROLE,
+    KafkaClientConfig,
+    database_url,
+    kafka_client,
+    service_principal,
+)
 from services.runtime.database import Database
 from services.runtime.logging import get_logger
 from services.runtime.settings import Settings
@@ -277,9 +284,11 @@ class MemoryQueryRecorder:
 class KafkaQueryRecorder:
     """Publishes each query as a binary-mode CloudEvent and waits for acks=all."""
 
-    def __init__(self, bootstrap: str, *, topic_prefix: str = "", timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, client: KafkaClientConfig, *, topic_prefix: str = "", timeout_s: float = 10.0
+    ) -> None:
         self.topic = topic_prefix + AUDIT_QUERIES_TOPIC
-        self._bootstrap = bootstrap
+        self._client = client
         self._timeout = timeout_s
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
@@ -288,11 +297,11 @@ class KafkaQueryRecorder:
         async with self._lock:
             if self._producer is None:
                 producer = AIOKafkaProducer(
-                    bootstrap_servers=self._bootstrap,
+                    **self._client.aiokafka(),
                     acks="all",
                     enable_idempotence=True,
                     request_timeout_ms=int(self._timeout * 1000),
-                    client_id="casebridge-audit-api",
+                    client_id=self._client.username,
                 )
                 await asyncio.wait_for(producer.start(), self._timeout)
                 self._producer = producer
@@ -390,10 +399,10 @@ def create_api(
     registry = auditors if auditors is not None else audit.auditors()
     if not len(registry):
         log.warning("no auditor tokens configured: every request will get 401")
-    db = database or Database(settings.database_url)
+    db = database or Database(database_url(settings, AUDITOR_ROLE))
     owns_db = database is None  # a database passed in is started here but closed by its owner
     query_recorder: QueryRecorder = recorder or KafkaQueryRecorder(
-        settings.kafka_bootstrap, topic_prefix=settings.topic_prefix
+        kafka_client(settings, service_principal("audit-api")), topic_prefix=settings.topic_prefix
     )
     cache = LeafHashCache()
     max_limit = audit.page_limit_max

@@ -56,6 +56,13 @@ from services.audit.tree_head import (
     sth_to_json,
     verify_tree_head,
 )
+from services.runtime.credentials import (
+    KafkaClientConfig,
+    database_url,
+    kafka_client,
+    service_principal,
+    service_role,
+)
 from services.runtime.database import Database
 from services.runtime.logging import get_logger
 from services.runtime.settings import Settings
@@ -328,14 +335,14 @@ class KafkaTreeHeadPublisher:
     """Publishes heads to `<prefix>casebridge.audit.tree-heads` (one partition, total order),
     idempotent and acks=all, so an acknowledged head is not lost."""
 
-    def __init__(self, bootstrap: str, *, topic_prefix: str = "") -> None:
+    def __init__(self, client: KafkaClientConfig, *, topic_prefix: str = "") -> None:
         self.topic = topic_prefix + AUDIT_TREE_HEADS.name
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
+            **client.aiokafka(),
             acks="all",
             enable_idempotence=True,
             request_timeout_ms=10_000,
-            client_id="casebridge-audit-signer",
+            client_id=client.username,
         )
         self._started = False
 
@@ -356,13 +363,22 @@ class KafkaTreeHeadPublisher:
             self._started = False
 
 
+def signer_connections(settings: Settings) -> tuple[Database, KafkaTreeHeadPublisher]:
+    """The signer's database pool and tree-head publisher, as the signer's own identities."""
+    db = Database(database_url(settings, service_role("signer")), max_size=2)
+    client = kafka_client(settings, service_principal("signer"))
+    return db, KafkaTreeHeadPublisher(client, topic_prefix=settings.topic_prefix)
+
+
 async def run_signer(
     settings: Settings, audit: AuditSettings, stop: asyncio.Event | None = None
 ) -> None:
-    """The signer as a long-running task (`casebridge audit sign`), until `stop` is set."""
-    db = Database(settings.database_url, max_size=2)
+    """The signer as a long-running task (`casebridge audit sign`), until `stop` is set.
+
+    It connects as its own Kafka principal and database role: the only ones that may write
+    tree heads."""
+    db, publisher = signer_connections(settings)
     await db.start()
-    publisher = KafkaTreeHeadPublisher(settings.kafka_bootstrap, topic_prefix=settings.topic_prefix)
     try:
         signer = TreeHeadSigner(
             db.pool,

@@ -64,6 +64,7 @@ from services.audit.tree_head import (
     verify_tree_head,
 )
 from services.audit.verify import VerificationReport
+from services.runtime.credentials import AUDITOR_ROLE, database_url
 from services.runtime.database import asyncpg_dsn
 from services.runtime.logging import configure_logging
 from services.runtime.settings import Settings
@@ -166,7 +167,7 @@ async def _connect(url: str) -> asyncpg.Connection:
 
 
 def _database_url(args: argparse.Namespace) -> str:
-    url: str = args.database_url or Settings().database_url
+    url: str = args.database_url or database_url(Settings(), AUDITOR_ROLE)
     return url
 
 
@@ -395,16 +396,14 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _sign(args: argparse.Namespace) -> int:
-    from services.audit.checkpoints import KafkaTreeHeadPublisher, TreeHeadSigner, run_signer
-    from services.runtime.database import Database
+    from services.audit.checkpoints import TreeHeadSigner, run_signer, signer_connections
 
     settings, audit = Settings(), AuditSettings()
     if not args.once:
         await run_signer(settings, audit)
         return EXIT_OK
-    db = Database(settings.database_url, max_size=2)
+    db, publisher = signer_connections(settings)
     await db.start()
-    publisher = KafkaTreeHeadPublisher(settings.kafka_bootstrap, topic_prefix=settings.topic_prefix)
     try:
         signer = TreeHeadSigner(
             db.pool, audit.private_key(), export_dir=audit.export_dir, publish=publisher

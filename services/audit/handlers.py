@@ -20,7 +20,8 @@ SERVICE = "audit"
 
 AUDITED_TOPICS = (
     r"casebridge\."
-    r"(inbound\..+|routing\.decisions|inbox\..+|deadletter|updates\..+|cases\..+|audit\.queries)"
+    r"(in\..+|routing\.decisions|inbox\..+|deadletter|rejections\..+|updates\..+|cases\..+"
+    r"|audit\.queries)"
 )
 """Everything CaseBridge reads from agencies or writes for them (but not the validated-event
 topic, a copy of inbound, nor the tree heads, which are about the log itself)."""

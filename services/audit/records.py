@@ -15,12 +15,15 @@ from typing import Any
 import orjson
 from aiokafka import ConsumerRecord
 
-from schemas.topics import DEADLETTER, ROUTING_DECISIONS
-
-_INBOX = "casebridge.inbox."
-_UPDATES = "casebridge.updates."
-_INBOUND = "casebridge.inbound."
-_QUERIES = "casebridge.audit.queries"
+from schemas.topics import (
+    AUDIT_QUERIES,
+    DEADLETTER,
+    INBOUND_PREFIX,
+    INBOX_PREFIX,
+    REJECTIONS_PREFIX,
+    ROUTING_DECISIONS,
+    UPDATES_PREFIX,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,20 +88,25 @@ def describe(record: ConsumerRecord[Any, Any], *, topic_prefix: str = "") -> Aud
     if topic == DEADLETTER.name:
         outcome = "rejected"
         reason = attributes.get("cb_error_code") or None
+        agency = attributes.get("cb_agency") or None
         event_id = attributes.get("cb_original_id", "") or event_id
         source = attributes.get("cb_original_source", "") or source
         event_type = attributes.get("cb_original_type", "") or event_type
         subject = None
     elif topic == ROUTING_DECISIONS.name:
         outcome = "routed"
-    elif topic.startswith(_INBOX):
-        outcome, agency = "delivered", topic.removeprefix(_INBOX)
-    elif topic == _QUERIES:
+    elif topic.startswith(INBOX_PREFIX):
+        outcome, agency = "delivered", topic.removeprefix(INBOX_PREFIX)
+    elif topic == AUDIT_QUERIES.name:
         outcome = "query"
-    elif topic.startswith(_UPDATES):
-        outcome, agency = "published", topic.removeprefix(_UPDATES)
-    elif topic.startswith(_INBOUND):
-        outcome = "received"
+    elif topic.startswith(UPDATES_PREFIX):
+        outcome, agency = "published", topic.removeprefix(UPDATES_PREFIX)
+    elif topic.startswith(REJECTIONS_PREFIX):
+        # The agency's copy of a rejection (the full stream's copy is the `rejected` row).
+        outcome, agency = "published", topic.removeprefix(REJECTIONS_PREFIX)
+    elif topic.startswith(INBOUND_PREFIX):
+        # Who sent it is the topic's agency: the broker lets no one else write there.
+        outcome, agency = "received", topic.removeprefix(INBOUND_PREFIX)
     else:
         outcome = "published"
     value: bytes | None = record.value

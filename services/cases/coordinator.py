@@ -21,9 +21,7 @@ from schemas.cases import (
     CaseAction,
     CaseOpened,
     PossibleDuplicateFlagged,
-    RejectionReason,
     ScreeningReferralOpened,
-    TransitionRejected,
 )
 from schemas.referral import VictimReferralSubmitted
 from schemas.registry import validate_payload
@@ -43,20 +41,14 @@ from services.cases.domain import (
     due_escalations,
     duplicate_flags,
 )
-from services.router.facts import facts_from
-from services.router.policy import RoutingPolicy, route
+from services.routing.facts import facts_from
+from services.routing.policy import RoutingPolicy, route
 from services.runtime.database import Database
 from services.runtime.kafka import Outgoing, Publisher, header_map
 from services.runtime.logging import get_logger
 
 log = get_logger("casebridge.cases")
 _OPENINGS = (VictimReferralSubmitted, ReturnRequested, SarAlertReceived)
-
-
-def source_names_agency(source: str, agency: str) -> bool:
-    """Agencies publish as `urn:agency:<agency-id>[:<system>]`; an action must come from the
-    agency it claims to act for."""
-    return source == f"urn:agency:{agency}" or source.startswith(f"urn:agency:{agency}:")
 
 
 class CaseCoordinator:
@@ -85,6 +77,9 @@ class CaseCoordinator:
         headers = header_map(record)
         event_type = headers.get("ce_type", b"").decode()
         source = headers.get("ce_source", b"").decode()
+        # Who acts is settled before a record gets here: intake admits to the validated topic
+        # only events whose `reporting_agency` is the agency whose own inbound topic (writable
+        # by that agency alone) carried them. The payload's agency is therefore the actor.
         message_id = headers.get("ce_id", b"").decode()
         message = validate_payload(event_type, orjson.loads(record.value))
         if not isinstance(
@@ -99,21 +94,6 @@ class CaseCoordinator:
             if not await store.claim_message(conn, source, message_id):
                 return
             now = self._clock.now()
-            if isinstance(message, CaseAction) and not source_names_agency(
-                source, message.reporting_agency
-            ):
-                refusal = TransitionRejected(
-                    case_id=message.case_id,
-                    attempted_type=event_type,
-                    actor_agency=message.reporting_agency,
-                    reason=RejectionReason.NOT_AUTHORISED,
-                    message="the event source does not name the acting agency",
-                    occurred_at=now,
-                )
-                await store.add_to_outbox(
-                    conn, [records.rejection_record(refusal, causation=message_id)]
-                )
-                return
             before = await store.load_case(conn, message.case_id)
             decision = decide(before, message, now=now, ctx=self._ctx, routed_to=routed_to)
             out = await self._record(conn, before, decision, causation=message_id)

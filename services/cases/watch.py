@@ -15,6 +15,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from schemas.topics import updates_topic
+from services.runtime.credentials import kafka_client
 from services.runtime.kafka import header_map
 from services.runtime.settings import Settings
 
@@ -52,36 +53,46 @@ def _item(record: Any) -> FeedItem:
     )
 
 
-async def read_feeds(
-    settings: Settings, agencies: Iterable[str], *, idle_s: float = 1.0
-) -> dict[str, list[FeedItem]]:
-    """Everything on these agencies' updates topics so far, per agency, in order per case."""
-    topics = {settings.topic_prefix + updates_topic(a): a for a in agencies}
+async def read_feed(
+    settings: Settings, agency: str, *, idle_s: float = 1.0
+) -> list[FeedItem]:
+    """Everything on an agency's updates topic so far, in order per case, read as that agency
+    (its own credentials: the broker lets it read its own topics and no others)."""
     consumer = AIOKafkaConsumer(
-        *topics,
-        bootstrap_servers=settings.kafka_bootstrap,
+        settings.topic_prefix + updates_topic(agency),
+        **kafka_client(settings, agency).aiokafka(),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=None,
     )
     await consumer.start()
-    feeds: dict[str, list[FeedItem]] = {a: [] for a in topics.values()}
+    feed: list[FeedItem] = []
     try:
         while True:
             batch = await consumer.getmany(timeout_ms=int(idle_s * 1000), max_records=5000)
             if not batch:
-                return feeds
-            for tp, records in batch.items():
-                feeds[topics[tp.topic]].extend(_item(r) for r in records)
+                return feed
+            for records in batch.values():
+                feed.extend(_item(r) for r in records)
     finally:
         await consumer.stop()
 
 
+async def read_feeds(
+    settings: Settings, agencies: Iterable[str], *, idle_s: float = 1.0
+) -> dict[str, list[FeedItem]]:
+    """Each agency's feed (see `read_feed`), read concurrently."""
+    wanted = list(agencies)
+    feeds = await asyncio.gather(*(read_feed(settings, a, idle_s=idle_s) for a in wanted))
+    return dict(zip(wanted, feeds, strict=True))
+
+
 async def watch(settings: Settings, agency: str, *, from_beginning: bool) -> None:
-    """Print an agency's live feed, one line per update, until interrupted."""
+    """Print an agency's live feed, one line per update, until interrupted. Connects as the
+    agency (its client file under the run directory): it can see its own feed only."""
     consumer = AIOKafkaConsumer(
         settings.topic_prefix + updates_topic(agency),
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_client(settings, agency).aiokafka(),
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
         group_id=None,

@@ -2,10 +2,9 @@
 protection referral accepted by a shelter, and a return with reintegration monitoring.
 
 Agencies act as they would: each step is a CloudEvent from the acting agency's own system
-(`urn:agency:<id>:...`). Openings go to the family's inbound topic, actions to
-`casebridge.inbound.case-actions`, keyed by case. An action on a case is published only once
-the case exists (openings and actions travel on different topics, so Kafka does not order one
-after the other); the actions of one case then stay in order on one partition.
+(`urn:casebridge:agency:<id>:<system>`) on the agency's own inbound topic, keyed by case. An
+action on a case is published only once the previous step took effect (different agencies act
+on one case, and Kafka orders records only within one topic partition).
 All data is synthetic.
 """
 
@@ -22,7 +21,6 @@ import asyncpg
 
 from services.demo.scenario import AgencyMessage, agency_event
 
-ACTIONS_TOPIC = "casebridge.inbound.case-actions"
 Publish = Callable[[Sequence[AgencyMessage]], Awaitable[None]]
 
 
@@ -40,9 +38,9 @@ def action_step(
     data = {"case_id": case_id, "reporting_agency": agency, **fields}
     message = agency_event(
         f"{agency}: {action.replace('_', ' ')}",
-        ACTIONS_TOPIC,
+        agency,
+        "casework",
         f"org.casebridge.case.{action}.v1",
-        f"urn:agency:{agency}:casework",
         data,
     )
     return Step(message, case_id, version_after)
@@ -59,14 +57,14 @@ def cases_of(run: str) -> Cases:
     return Cases(sar=f"SAR-{run}-10", referral=f"REF-{run}-10", returns=f"RET-{run}-10")
 
 
-def sar_steps(run: str, *, topic_prefix: str = "") -> list[Step]:
+def sar_steps(run: str) -> list[Step]:
     c = cases_of(run).sar
     now = datetime.now(UTC).isoformat()
     alert = agency_event(
         "au-jrcc relays a DETRESFA alert: 23 persons, children reported",
-        topic_prefix + "casebridge.inbound.sar",
+        "au-jrcc",
+        "sar-console",
         "org.casebridge.sar.alert.v1",
-        "urn:agency:au-jrcc:sar-console",
         {
             "case_id": c,
             "reporting_agency": "au-jrcc",
@@ -101,13 +99,13 @@ def sar_steps(run: str, *, topic_prefix: str = "") -> list[Step]:
     ]
 
 
-def referral_steps(run: str, *, topic_prefix: str = "") -> list[Step]:
+def referral_steps(run: str) -> list[Step]:
     c = cases_of(run).referral
     opening = agency_event(
         "id-police-aht refers a survivor identified at disembarkation screening",
-        topic_prefix + "casebridge.inbound.referrals",
+        "id-police-aht",
+        "screening",
         "org.casebridge.referral.submitted.v1",
-        "urn:agency:id-police-aht:screening",
         {
             "case_id": c,
             "reporting_agency": "id-police-aht",
@@ -177,13 +175,13 @@ def referral_steps(run: str, *, topic_prefix: str = "") -> list[Step]:
     ]
 
 
-def return_steps(run: str, *, topic_prefix: str = "") -> list[Step]:
+def return_steps(run: str) -> list[Step]:
     c = cases_of(run).returns
     opening = agency_event(
         "id-return-programme requests a voluntary return to Myanmar",
-        topic_prefix + "casebridge.inbound.returns",
+        "id-return-programme",
+        "avrr",
         "org.casebridge.return.requested.v1",
-        "urn:agency:id-return-programme:avrr",
         {
             "case_id": c,
             "reporting_agency": "id-return-programme",
@@ -237,16 +235,6 @@ def return_steps(run: str, *, topic_prefix: str = "") -> list[Step]:
     ]
 
 
-def with_prefix(step: Step, topic_prefix: str) -> Step:
-    if step.message.topic.startswith(topic_prefix):
-        return step
-    m = step.message
-    moved = AgencyMessage(
-        m.label, topic_prefix + m.topic, m.key, m.headers, m.value, m.event_id, m.expect, m.case_id
-    )
-    return Step(moved, step.case_id, step.version_after)
-
-
 async def case_version(conn: asyncpg.Connection, case_id: str) -> int:
     version = await conn.fetchval("SELECT version FROM case_state WHERE case_id = $1", case_id)
     return int(version or 0)
@@ -268,14 +256,12 @@ async def play(
     publish: Publish,
     conn: asyncpg.Connection,
     *,
-    topic_prefix: str = "",
     report: Callable[[Step, int], None] | None = None,
 ) -> bool:
     """Publish the steps of one case: the opening, then (once the case exists) each action
     after the previous one took effect. Returns whether every step took effect."""
     ok = True
     for step in steps:
-        step = with_prefix(step, topic_prefix)
         await publish([step.message])
         reached = await wait_for_version(conn, step.case_id, step.version_after)
         if report is not None:

@@ -1,9 +1,11 @@
 """`casebridge demo`: run the services, publish the scenario as agencies would, show the result.
 
-Assumes Kafka and PostgreSQL are up (`make demo` starts them first). Publishes with a plain
-aiokafka producer and CloudEvents headers, waits until the audit log holds every record the
-scenario should produce, prints where each event went and the audit trail, then stops the
-services (or keeps them running with --keep-running).
+Assumes Kafka and PostgreSQL are up (`make demo` starts them first). Does the set-up an
+operator would (migrations; topics, credentials and ACLs for every agency in the registry),
+then publishes as each agency, with that agency's own credentials, to its own inbound topic
+(a plain aiokafka producer and CloudEvents headers), waits until the audit log holds every
+record the scenario should produce, prints where each event went and the audit trail, then
+stops the services (or keeps them running with --keep-running).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from pathlib import Path
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
+from services.access.broker import sync
+from services.access.plan import plan_access
 from services.audit.config import AuditSettings
 from services.audit.logcheck import verify_against_latest
 from services.audit.tree_head import generate_keypair, private_key_pem, public_key_pem
@@ -26,23 +30,37 @@ from services.cases.rebuild import rebuild
 from services.cases.watch import read_feeds
 from services.demo import coordination
 from services.demo.scenario import AgencyMessage, build_scenario
+from services.runtime.credentials import (
+    AUDITOR_ROLE,
+    OWNER_ROLE,
+    database_url,
+    kafka_client,
+)
 from services.runtime.database import asyncpg_dsn
 from services.runtime.migrations import upgrade
-from services.runtime.settings import REPO_ROOT, Settings, get_settings
+from services.runtime.settings import Settings, get_settings
 
 WAIT_S = 60.0
 
 
 async def publish(settings: Settings, messages: Sequence[AgencyMessage]) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True, acks="all"
-    )
-    await producer.start()
+    """Each message as its agency: connected with the agency's credentials, in order."""
+    producers: dict[str, AIOKafkaProducer] = {}
     try:
         for m in messages:
-            await producer.send_and_wait(m.topic, m.value, key=m.key, headers=m.headers)
+            producer = producers.get(m.agency)
+            if producer is None:
+                client = kafka_client(settings, m.agency)
+                producer = AIOKafkaProducer(
+                    **client.aiokafka(), enable_idempotence=True, acks="all"
+                )
+                await producer.start()
+                producers[m.agency] = producer
+            topic = settings.topic_prefix + m.topic
+            await producer.send_and_wait(topic, m.value, key=m.key, headers=m.headers)
     finally:
-        await producer.stop()
+        for producer in producers.values():
+            await producer.stop()
 
 
 async def _trail(conn: asyncpg.Connection, event_ids: list[str]) -> list[asyncpg.Record]:
@@ -101,7 +119,7 @@ def _print_report(messages: Sequence[AgencyMessage], rows: Sequence[asyncpg.Reco
 
 
 async def run_pipeline_part(settings: Settings, conn: asyncpg.Connection, run: str) -> bool:
-    messages = build_scenario(run, topic_prefix=settings.topic_prefix)
+    messages = build_scenario(run)
     print(f"CaseBridge demo run {run}: publishing {len(messages)} agency messages")
     await publish(settings, messages)
     ids = [m.event_id for m in messages]
@@ -118,7 +136,9 @@ def _print_step(step: coordination.Step, reached: int) -> None:
     print(f"  {mark} v{reached:<2} {step.message.label}")
 
 
-async def run_coordination_part(settings: Settings, conn: asyncpg.Connection, run: str) -> bool:
+async def run_coordination_part(
+    settings: Settings, conn: asyncpg.Connection, run: str
+) -> bool:
     print("\n== Case coordination: SAR incident, victim identification, protection, return ==")
 
     async def send(messages: Sequence[AgencyMessage]) -> None:
@@ -130,9 +150,7 @@ async def run_coordination_part(settings: Settings, conn: asyncpg.Connection, ru
         coordination.referral_steps(run),
         coordination.return_steps(run),
     ):
-        ok &= await coordination.play(
-            steps, send, conn, topic_prefix=settings.topic_prefix, report=_print_step
-        )
+        ok &= await coordination.play(steps, send, conn, report=_print_step)
     cases = coordination.cases_of(run)
     mine = {cases.sar, cases.referral, cases.returns}
     agencies = [a.id for a in load_routing_policy(settings).agencies]
@@ -181,9 +199,24 @@ def demo_audit_settings(export_dir: Path) -> tuple[AuditSettings, Path]:
     return audit, public_file
 
 
+def set_up(settings: Settings) -> None:
+    """What an operator does once per deployment, idempotently: migrate the database, then
+    create every topic, credential and ACL the agency registry implies."""
+    upgrade(database_url(settings, OWNER_ROLE))
+    agencies = [a.id for a in load_routing_policy(settings).agencies]
+    plan = plan_access(
+        agencies, topic_prefix=settings.topic_prefix, group_prefix=settings.group_prefix
+    )
+    report = sync(settings, plan)
+    print(
+        f"Set-up: {len(plan.principals)} Kafka principals, {report.grants} ACLs, "
+        f"{len(plan.topics)} topics; each agency's client file in {settings.secrets_dir / 'kafka'}"
+    )
+
+
 async def verify_audit_log(settings: Settings, audit: AuditSettings, public_file: Path) -> bool:
     report = await verify_against_latest(
-        settings.database_url,
+        database_url(settings, AUDITOR_ROLE),
         public_file,
         tree_heads_file=audit.tree_heads_path,
         leaf_hashes_file=audit.leaf_hashes_path,
@@ -204,14 +237,15 @@ async def verify_audit_log(settings: Settings, audit: AuditSettings, public_file
 async def run_demo(
     settings: Settings, *, keep_running: bool, export_dir: Path | None = None
 ) -> int:
-    await asyncio.to_thread(upgrade, settings.migration_database_url)
-    audit, public_file = demo_audit_settings(export_dir or REPO_ROOT / ".run")
+    await asyncio.to_thread(set_up, settings)
+    audit, public_file = demo_audit_settings(export_dir or settings.run_dir)
     app = build_app(*SERVICES, settings=settings, audit=audit)
     await app.start()
     stopped = False
     try:
         run = uuid.uuid4().hex[:6].upper()
-        conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+        # Reports read as the read-only auditor role.
+        conn = await asyncpg.connect(asyncpg_dsn(database_url(settings, AUDITOR_ROLE)))
         try:
             ok = await run_pipeline_part(settings, conn, run)
             ok &= await run_coordination_part(settings, conn, run)

@@ -14,13 +14,18 @@ from typing import Any
 
 import orjson
 
+from schemas.identity import agency_source
+from schemas.topics import inbound_topic
+
 
 @dataclass(frozen=True)
 class AgencyMessage:
-    """One record an agency publishes: what it is, where it goes, headers and value."""
+    """One record an agency publishes: who, what it is, where it goes, headers and value."""
 
     label: str
+    agency: str
     topic: str
+    """The agency's own inbound topic (without a deployment's prefix)."""
     key: bytes
     headers: list[tuple[str, bytes]]
     value: bytes
@@ -33,14 +38,16 @@ class AgencyMessage:
 
 def agency_event(
     label: str,
-    topic: str,
+    agency: str,
+    system: str,
     ce_type: str,
-    source: str,
     data: dict[str, Any],
     *,
     expect: str = "routed",
 ) -> AgencyMessage:
-    """One CloudEvent in binary mode, keyed by its case, as an agency system publishes it."""
+    """One CloudEvent in binary mode, keyed by its case, as one of the agency's systems
+    publishes it: to the agency's own inbound topic, as `urn:casebridge:agency:<id>:<system>`."""
+    source = agency_source(agency, system)
     event_id = str(uuid.uuid4())
     now = datetime.now(UTC).isoformat()
     headers = [
@@ -54,7 +61,8 @@ def agency_event(
     ]
     return AgencyMessage(
         label=label,
-        topic=topic,
+        agency=agency,
+        topic=inbound_topic(agency),
         key=data["case_id"].encode(),
         headers=headers,
         value=orjson.dumps(data),
@@ -64,15 +72,14 @@ def agency_event(
     )
 
 
-def build_scenario(run: str, *, topic_prefix: str = "") -> list[AgencyMessage]:
+def build_scenario(run: str) -> list[AgencyMessage]:
     """The demo's five agency messages; `run` makes case ids unique per demo run."""
     now = datetime.now(UTC).isoformat()
-    referrals = topic_prefix + "casebridge.inbound.referrals"
     sar_alert = agency_event(
         "SAR distress alert (DETRESFA) relayed by the Australian JRCC",
-        topic_prefix + "casebridge.inbound.sar",
+        "au-jrcc",
+        "sar-console",
         "org.casebridge.sar.alert.v1",
-        "urn:agency:au-jrcc:sar-console",
         {
             "case_id": f"SAR-{run}-01",
             "reporting_agency": "au-jrcc",
@@ -91,9 +98,9 @@ def build_scenario(run: str, *, topic_prefix: str = "") -> list[AgencyMessage]:
     )
     child = agency_event(
         "Child victim referral (age disputed) from the shelter",
-        referrals,
+        "id-shelter-ngo",
+        "casework",
         "org.casebridge.referral.submitted.v1",
-        "urn:agency:id-shelter-ngo:casework",
         {
             "case_id": f"REF-{run}-01",
             "reporting_agency": "id-shelter-ngo",
@@ -121,9 +128,9 @@ def build_scenario(run: str, *, topic_prefix: str = "") -> list[AgencyMessage]:
     )
     adult = agency_event(
         "Adult forced-labour referral from the labour inspectorate",
-        referrals,
+        "id-labour-inspectorate",
+        "inspections",
         "org.casebridge.referral.submitted.v1",
-        "urn:agency:id-labour-inspectorate:inspections",
         {
             "case_id": f"REF-{run}-02",
             "reporting_agency": "id-labour-inspectorate",
@@ -156,9 +163,9 @@ def build_scenario(run: str, *, topic_prefix: str = "") -> list[AgencyMessage]:
     )
     ret = agency_event(
         "Return request (voluntary, trafficking victim) to Myanmar",
-        topic_prefix + "casebridge.inbound.returns",
+        "id-return-programme",
+        "avrr",
         "org.casebridge.return.requested.v1",
-        "urn:agency:id-return-programme:avrr",
         {
             "case_id": f"RET-{run}-01",
             "reporting_agency": "id-return-programme",
@@ -180,9 +187,9 @@ def build_scenario(run: str, *, topic_prefix: str = "") -> list[AgencyMessage]:
     )
     malformed = agency_event(
         "Malformed referral: an exploitation type outside the HTCDS vocabulary",
-        referrals,
+        "id-police-aht",
+        "records",
         "org.casebridge.referral.submitted.v1",
-        "urn:agency:id-police-aht:records",
         {
             "case_id": f"REF-{run}-03",
             "reporting_agency": "id-police-aht",

@@ -13,7 +13,7 @@ import orjson
 from aiokafka import ConsumerRecord
 
 from schemas.topics import ROUTING_DECISIONS, inbox_topic
-from services.router.policy import Route
+from services.routing.policy import Route
 from services.runtime.dead_letter import derived_id
 from services.runtime.kafka import Outgoing, header_map
 

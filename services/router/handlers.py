@@ -12,8 +12,8 @@ from structlog.contextvars import bound_contextvars
 from schemas.errors import EventRejected
 from schemas.topics import EVENTS_VALID
 from services.router.decisions import routing_records
-from services.router.facts import facts_of, is_case_action
-from services.router.policy import RoutingPolicy, route
+from services.routing.facts import facts_of, is_case_action
+from services.routing.policy import RoutingPolicy, route
 from services.runtime.dead_letter import dead_letter
 from services.runtime.kafka import (
     Outgoing,

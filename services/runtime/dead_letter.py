@@ -36,9 +36,14 @@ def _b64(raw: bytes | None) -> str | None:
 
 
 def dead_letter(
-    record: ConsumerRecord[Any, Any], error: EventRejected, *, rejected_by: str
+    record: ConsumerRecord[Any, Any],
+    error: EventRejected,
+    *,
+    rejected_by: str,
+    agency: str | None = None,
 ) -> Outgoing:
-    """The dead-letter record for `record`, rejected by service `rejected_by` for `error`."""
+    """The dead-letter record for `record`, rejected by service `rejected_by` for `error`;
+    `agency` is the agency whose inbound topic carried it, when known."""
     headers = header_map(record)
     origin = origin_of(record)
     original_id = headers.get("ce_id", b"").decode("utf-8", "replace")[:256]
@@ -74,6 +79,8 @@ def dead_letter(
     }
     if original_id:
         out_headers["ce_subject"] = original_id
+    if agency is not None:
+        out_headers["cb_agency"] = agency
     return Outgoing(
         topic=DEADLETTER.name, key=record.key, value=orjson.dumps(body), headers=out_headers
     )

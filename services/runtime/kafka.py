@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.admin import AIOKafkaAdminClient
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage, KafkaRouter
 from faststream.message import StreamMessage
 
+from services.runtime.credentials import KafkaClientConfig
 from services.runtime.logging import get_logger
 from services.runtime.settings import Settings
 
@@ -27,15 +26,27 @@ MAX_RECORD_BYTES = 4 * 1024 * 1024
 (base64), and the broker accepts inbound records up to its default 1 MiB."""
 
 
-def create_broker(settings: Settings, *, client_id: str, logger: logging.Logger) -> KafkaBroker:
-    """The broker the services consume through (they publish with `KafkaPublisher`).
+class _TopicsMadeBySetUp(logging.Filter):
+    """Drops FastStream's per-subscriber warning that a consumer-only broker creates no topics:
+    services may not create topics (no ACL allows it); set-up (`casebridge agencies sync`)
+    does, and `await_topics` checks them at start."""
 
-    Not `consumer_only`: in that mode every subscriber warns that it skips topic creation,
-    which would teach an operator to ignore warnings; `ensure_topics` creates the topics.
-    """
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Topic creation is skipped" not in record.getMessage()
+
+
+def create_broker(
+    client: KafkaClientConfig, *, client_id: str, logger: logging.Logger
+) -> KafkaBroker:
+    """The broker one service consumes through, as its own principal (it publishes with
+    `KafkaPublisher`, so FastStream's own producer and admin client are not started)."""
+    if not any(isinstance(f, _TopicsMadeBySetUp) for f in logger.filters):
+        logger.addFilter(_TopicsMadeBySetUp())
     return KafkaBroker(
-        settings.kafka_bootstrap,
+        client.bootstrap,
+        security=client.faststream(),
         client_id=client_id,
+        consumer_only=True,
         metadata_max_age_ms=5_000,
         logger=logger,
         log_level=logging.DEBUG,
@@ -92,6 +103,10 @@ class Outgoing:
     key: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
+    def to(self, topic: str) -> Outgoing:
+        """The same record, for another topic."""
+        return Outgoing(topic=topic, value=self.value, key=self.key, headers=self.headers)
+
 
 class Publisher(Protocol):
     """Where services put the records they produce: the broker must have every one of them
@@ -105,16 +120,17 @@ class KafkaPublisher:
     partition. Plain aiokafka rather than FastStream's publish path, which costs about twice
     the CPU per record on the hot paths that publish several records per event."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, client: KafkaClientConfig) -> None:
         self._settings = settings
+        self._client = client
         self._prefix = settings.topic_prefix
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
         if self._producer is None:
             producer = AIOKafkaProducer(
-                bootstrap_servers=self._settings.kafka_bootstrap,
-                client_id="casebridge-producer",
+                **self._client.aiokafka(),
+                client_id=self._client.username,
                 enable_idempotence=True,
                 acks="all",
                 linger_ms=self._settings.producer_linger_ms,
@@ -159,37 +175,30 @@ def origin_of(record: ConsumerRecord[Any, Any]) -> str:
     return f"{record.topic}/{record.partition}/{record.offset}"
 
 
-async def ensure_topics(
-    bootstrap: str, topics: Iterable[tuple[str, int, dict[str, str]]], *, within_s: float = 30.0
+async def await_topics(
+    client: KafkaClientConfig, topics: Iterable[str], *, within_s: float = 30.0
 ) -> str:
-    """Create topics (name, partitions, config), existing ones left as they are; wait until
-    every partition has a leader (consumers started earlier only log NotLeader errors); return
-    the cluster id."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    """Wait until every topic in `topics` exists and is visible to `client`'s principal (the
+    broker hides topics a principal may not describe); return the cluster id.
+
+    Services do not create topics: set-up does. A service started before set-up, or without
+    the ACLs it needs, says which topics it cannot see instead of consuming nothing.
+    """
+    admin = AIOKafkaAdminClient(**client.aiokafka())
     await admin.start()
     try:
-        plan = list(topics)
-        existing = set(await admin.list_topics())
-        wanted = [
-            NewTopic(name, num_partitions=partitions, replication_factor=1, topic_configs=config)
-            for name, partitions, config in plan
-            if name not in existing
-        ]
-        if wanted:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(wanted)
-            deadline = asyncio.get_running_loop().time() + within_s
-            names = [t.name for t in wanted]
-            while asyncio.get_running_loop().time() < deadline:
-                described = await admin.describe_topics(names)
-                if all(
-                    t.get("error_code", 0) == 0
-                    and t.get("partitions")
-                    and all(p.get("leader", -1) >= 0 for p in t["partitions"])
-                    for t in described
-                ):
-                    break
-                await asyncio.sleep(0.1)
+        wanted = set(topics)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        missing = wanted - set(await admin.list_topics())
+        while missing and loop.time() < deadline:
+            await asyncio.sleep(0.5)
+            missing = wanted - set(await admin.list_topics())
+        if missing:
+            raise RuntimeError(
+                f"{client.username} cannot see topics {sorted(missing)}: "
+                "run `casebridge agencies sync` (creates topics, credentials and ACLs)"
+            )
         cluster: dict[str, Any] = await admin.describe_cluster()
         return str(cluster.get("cluster_id") or "")
     finally:

@@ -18,9 +18,13 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CASEBRIDGE_", extra="ignore", frozen=True)
 
     kafka_bootstrap: str = "127.0.0.1:19092"
-    database_url: str = "postgresql+asyncpg://casebridge_app@127.0.0.1:15432/casebridge"
-    """The application role: it may append to the audit log but never rewrite it."""
-    migration_database_url: str = "postgresql+asyncpg://casebridge_owner@127.0.0.1:15432/casebridge"
+    """The broker's SASL_SSL listener; who connects, and how, comes from `secrets_dir`."""
+    database_url: str = "postgresql+asyncpg://127.0.0.1:15432/casebridge"
+    """Host, port and database; each service connects as its own role
+    (`services.runtime.credentials.database_url`)."""
+    run_dir: Path = REPO_ROOT / ".run"
+    """The deployment's state: `secrets/` (Kafka client files, database passwords) and `tls/`.
+    Same variable as infra/stack.sh uses (CASEBRIDGE_RUN_DIR)."""
     log_format: Literal["json", "console"] = "json"
     log_level: str = "INFO"
     topic_prefix: str = Field(default="", pattern=r"^([a-z0-9-]{1,24}\.)?$")
@@ -28,7 +32,7 @@ class Settings(BaseSettings):
     share one cluster. Topic names in `schemas.topics` stay the logical contract."""
     group_prefix: str = "casebridge"
     """Consumer groups are <prefix>.<service>; tests use their own prefix."""
-    routing_policy_path: Path = REPO_ROOT / "services" / "router" / "policy.yaml"
+    routing_policy_path: Path = REPO_ROOT / "services" / "routing" / "policy.yaml"
     batch_max_records: int = Field(default=2000, ge=1, le=10_000)
     batch_timeout_ms: int = Field(default=50, ge=1, le=10_000)
     producer_linger_ms: int = Field(default=5, ge=0, le=1_000)
@@ -39,6 +43,10 @@ class Settings(BaseSettings):
     deadline_tick_s: float = Field(default=5.0, gt=0, le=3600)
     retry_backoff_s: float = Field(default=1.0, ge=0.0, le=60.0)
     """Pause before a batch that failed on infrastructure (database, broker) is fetched again."""
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.run_dir / "secrets"
 
 
 @lru_cache(maxsize=1)

@@ -10,21 +10,25 @@ import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import orjson
 import pytest
+from aiokafka import ConsumerRecord
 
+from schemas.topics import rejections_topic
 from services.bootstrap import build
 from services.cases.domain import FakeClock
 from services.cases.rebuild import rebuild
 from services.cases.watch import FeedItem, read_feeds
 from services.demo import coordination
-from services.demo.scenario import AgencyMessage
-from services.router.policy import RoutingPolicy, load_policy
+from services.demo.scenario import AgencyMessage, agency_event
+from services.routing.policy import RoutingPolicy, load_policy
+from services.runtime.credentials import OWNER_ROLE
 from services.runtime.database import asyncpg_dsn
 from services.runtime.settings import Settings
-from tests.support.pipeline import Record, publish, running
+from tests.support.pipeline import Record, publish, read_topic, running
 from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
@@ -52,27 +56,23 @@ class World:
     run: str
 
     async def send(self, messages: Sequence[AgencyMessage]) -> None:
-        await publish(
-            self.settings,
-            [
-                Record(m.topic.removeprefix(self.settings.topic_prefix), m.value, m.key, m.headers)
-                for m in messages
-            ],
-        )
+        """Each message as its own agency, to its own inbound topic."""
+        for m in messages:
+            await publish(self.settings, [Record(m.topic, m.value, m.key, m.headers)])
 
 
 @pytest.fixture(scope="module")
 async def world(stack: Stack) -> AsyncIterator[World]:
     ns = f"t{uuid.uuid4().hex[:10]}."
     db = await stack.create_database()
-    settings = stack.settings(
+    settings = stack.deployment(
         database=db,
         topic_prefix=ns,
         group_prefix=ns + "cb",
         person_key_secret="k" * 40,
         deadline_tick_s=0.5,
     )
-    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    conn = await asyncpg.connect(asyncpg_dsn(stack.url(OWNER_ROLE, db)))  # the test's view
     run = uuid.uuid4().hex[:6].upper()
     w = World(settings, conn, load_policy(settings.routing_policy_path), run)
     try:
@@ -82,9 +82,9 @@ async def world(stack: Stack) -> AsyncIterator[World]:
                 coordination.referral_steps(run),
                 coordination.return_steps(run),
             ):
-                assert await coordination.play(
-                    steps, w.send, conn, topic_prefix=settings.topic_prefix
-                ), "every step of the scenario takes effect"
+                assert await coordination.play(steps, w.send, conn), (
+                    "every step of the scenario takes effect"
+                )
             yield w
     finally:
         await conn.close()
@@ -216,26 +216,44 @@ async def test_concurrent_conflicting_updates_one_wins_one_is_rejected(world: Wo
     assert await coordination.case_version(world.conn, case_id) == version + 1
 
 
-async def test_action_from_a_source_that_is_not_the_agency_is_refused(world: World) -> None:
+async def test_an_agency_acting_as_another_is_refused_at_intake(world: World) -> None:
+    """Immigration, on its own topic (the only one it may write), claims to be the receiving
+    agency closing a return: intake rejects it, immigration sees why on its rejections topic,
+    and the case does not change."""
+    case_id = coordination.cases_of(world.run).returns
+    version = await coordination.case_version(world.conn, case_id)
+    forged = agency_event(
+        "id-immigration closes a return as mm-return-reception",
+        "id-immigration",
+        "x",
+        "org.casebridge.case.case_closed.v1",
+        {"case_id": case_id, "reporting_agency": "mm-return-reception", "closure": "Closed"},
+    )
+    await world.send([forged])
+    rejections = rejections_topic("id-immigration")
+    mine: list[ConsumerRecord[Any, Any]] = []
+    for _ in range(50):
+        own = await read_topic(world.settings, rejections, principal="id-immigration")
+        mine = [r for r in own if dict(r.headers).get("cb_original_id") == forged.event_id.encode()]
+        if mine:
+            break
+    [rejection] = mine
+    assert dict(rejection.headers)["cb_error_code"] == b"AGENCY_MISMATCH"
+    assert await coordination.case_version(world.conn, case_id) == version
+
+
+async def test_an_agency_without_standing_is_refused_by_the_case(world: World) -> None:
+    """Immigration, as itself, tries to close a return it takes no part in: NOT_AUTHORISED on
+    its own updates topic, and the case does not change."""
     case_id = coordination.cases_of(world.run).returns
     version = await coordination.case_version(world.conn, case_id)
     step = coordination.action_step(
-        world.run, case_id, "mm-return-reception", "case_closed", 0, closure="Closed"
+        world.run, case_id, "id-immigration", "case_closed", 0, closure="Closed"
     )
-    forged = AgencyMessage(
-        step.message.label,
-        step.message.topic,
-        step.message.key,
-        [
-            (k, b"urn:agency:id-immigration:x" if k == "ce_source" else v)
-            for k, v in step.message.headers
-        ],
-        step.message.value,
-        step.message.event_id,
-    )
-    await world.send([forged])
+    await world.send([step.message])
+    items: list[FeedItem] = []
     for _ in range(50):
-        items = (await feeds(world))["mm-return-reception"]
+        items = (await feeds(world))["id-immigration"]
         if any(i.body.get("reason") == "NOT_AUTHORISED" for i in items):
             break
     assert any(i.body.get("reason") == "NOT_AUTHORISED" for i in items)
@@ -248,13 +266,13 @@ async def test_deadline_survives_a_restart_and_escalates(stack: Stack) -> None:
     until the deadline)."""
     ns = f"t{uuid.uuid4().hex[:10]}."
     db = await stack.create_database()
-    settings = stack.settings(
+    settings = stack.deployment(
         database=db, topic_prefix=ns, group_prefix=ns + "cb", deadline_tick_s=3600
     )
     run = uuid.uuid4().hex[:6].upper()
     clock = FakeClock(dt.datetime.now(dt.UTC))
     opening = coordination.referral_steps(run)[0]
-    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    conn = await asyncpg.connect(asyncpg_dsn(stack.url(OWNER_ROLE, db)))
     try:
         app, _ = build(*SERVICES, settings=settings, clock=clock)
         await app.start()
@@ -327,21 +345,8 @@ async def test_referrals_of_one_person_are_flagged_on_both_cases_never_merged(
         step = coordination.referral_steps(world.run)[0]
         data = orjson.loads(step.message.value)
         data.update(case_id=case_id, reporting_agency=agency, person=person)
-        message = AgencyMessage(
-            "same person",
-            step.message.topic,
-            case_id.encode(),
-            [
-                (
-                    k,
-                    f"urn:agency:{agency}:x".encode()
-                    if k == "ce_source"
-                    else (str(uuid.uuid4()).encode() if k == "ce_id" else v),
-                )
-                for k, v in step.message.headers
-            ],
-            orjson.dumps(data),
-            "",
+        message = agency_event(
+            "same person", agency, "x", "org.casebridge.referral.submitted.v1", data
         )
         await world.send([message])
         assert await coordination.wait_for_version(world.conn, case_id, 1) >= 1

@@ -12,13 +12,15 @@ from typing import Any
 import orjson
 import pytest
 
+from schemas.topics import inbound_topic, rejections_topic
 from services.runtime.settings import Settings
 from tests.support.pipeline import Record, audit_rows, publish, read_topic, running, wait_for
 from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
-REFERRALS = "casebridge.inbound.referrals"
+SENDER = "id-shelter-ngo"
+REFERRALS = inbound_topic(SENDER)
 
 
 def referral(case_id: str, **overrides: Any) -> dict[str, Any]:
@@ -39,7 +41,7 @@ def headers(event_id: str, *, drop: str = "", **override: str) -> list[tuple[str
     h = {
         "ce_specversion": "1.0",
         "ce_id": event_id,
-        "ce_source": "urn:agency:id-shelter-ngo:test",
+        "ce_source": "urn:casebridge:agency:id-shelter-ngo:test",
         "ce_type": "org.casebridge.referral.submitted.v1",
         "content-type": "application/json",
     }
@@ -51,7 +53,7 @@ def headers(event_id: str, *, drop: str = "", **override: str) -> list[tuple[str
 @pytest.fixture(scope="module")
 async def pipeline(stack: Stack) -> AsyncIterator[Settings]:
     ns = f"t{uuid.uuid4().hex[:10]}."
-    settings = stack.settings(topic_prefix=ns, group_prefix=ns + "cb")
+    settings = stack.deployment(topic_prefix=ns, group_prefix=ns + "cb")
     async with running(settings, "intake", "router", "audit"):
         yield settings
 
@@ -90,6 +92,20 @@ BAD_INPUTS: dict[str, tuple[str, Any]] = {
         "TOO_LARGE",
         lambda eid, c: (headers(eid), orjson.dumps(referral(c, padding="x" * (300 * 1024)))),
     ),
+    "source_of_another_agency": (
+        "AGENCY_MISMATCH",
+        lambda eid, c: (
+            headers(eid, ce_source="urn:casebridge:agency:id-police-aht:records"),
+            orjson.dumps(referral(c)),
+        ),
+    ),
+    "reporting_agency_of_another_agency": (
+        "AGENCY_MISMATCH",
+        lambda eid, c: (
+            headers(eid),
+            orjson.dumps(referral(c, reporting_agency="id-police-aht")),
+        ),
+    ),
     "invalid_enum_value": (
         "INVALID_PAYLOAD",
         lambda eid, c: (
@@ -122,6 +138,14 @@ async def test_bad_input_is_dead_lettered_and_audited_with_its_reason(
     assert body["error"]["code"] == reason
     assert base64.b64decode(body["original"]["value_b64"]) == value
     assert "Synthetic" not in body["error"]["message"]
+    assert hmap["cb_agency"] == b"id-shelter-ngo"
+
+    # The sender sees its own rejection on its own topic, read with its own credentials.
+    own = await read_topic(pipeline, rejections_topic(SENDER), principal=SENDER)
+    mine = [r for r in own if r.key == key]
+    assert len(mine) == 1
+    assert dict(mine[0].headers)["cb_error_code"].decode() == reason
+    assert orjson.loads(mine[0].value) == body
 
     received = await audit_rows(
         pipeline,

@@ -16,6 +16,8 @@ import asyncpg
 import orjson
 import pytest
 
+from schemas.topics import inbound_topic
+from services.runtime.credentials import AUDITOR_ROLE, database_url
 from services.runtime.database import asyncpg_dsn
 from services.runtime.settings import Settings
 from tests.support.pipeline import Record, ServiceProcess, publish
@@ -42,11 +44,11 @@ def _event(i: int, run: str) -> Record:
     headers = [
         ("ce_specversion", b"1.0"),
         ("ce_id", f"{run}-{i}".encode()),
-        ("ce_source", b"urn:agency:id-police-aht:crash-test"),
+        ("ce_source", b"urn:casebridge:agency:id-police-aht:crash-test"),
         ("ce_type", b"org.casebridge.referral.submitted.v1"),
         ("content-type", b"application/json"),
     ]
-    return Record("casebridge.inbound.referrals", orjson.dumps(data), case_id.encode(), headers)
+    return Record(inbound_topic("id-police-aht"), orjson.dumps(data), case_id.encode(), headers)
 
 
 async def _counts(conn: asyncpg.Connection, run: str) -> dict[str, int]:
@@ -69,7 +71,7 @@ async def _wait(conn: asyncpg.Connection, run: str, outcome: str, at_least: int)
 async def test_killed_services_lose_nothing_and_duplicate_nothing(stack: Stack) -> None:
     ns = f"t{uuid.uuid4().hex[:10]}."
     db = await stack.create_database()
-    settings: Settings = stack.settings(database=db, topic_prefix=ns, group_prefix=ns + "cb")
+    settings: Settings = stack.deployment(database=db, topic_prefix=ns, group_prefix=ns + "cb")
     procs = {name: ServiceProcess(stack, settings, name) for name in ("intake", "router", "audit")}
     run = uuid.uuid4().hex[:8]
     for p in procs.values():
@@ -80,7 +82,7 @@ async def test_killed_services_lose_nothing_and_duplicate_nothing(stack: Stack) 
             await publish(settings, [_event(i, run) for i in range(start, start + CHUNK)])
             await asyncio.sleep(0.15)
 
-    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    conn = await asyncpg.connect(asyncpg_dsn(database_url(settings, AUDITOR_ROLE)))
     try:
         publisher = asyncio.create_task(publish_steadily())
         for victim, outcome in (

@@ -14,7 +14,9 @@ from typing import Any, TypeVar
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
+from schemas.topics import agency_of_inbound
 from services.bootstrap import build_app
+from services.runtime.credentials import AUDITOR_ROLE, OPERATOR, database_url, kafka_client
 from services.runtime.database import asyncpg_dsn
 from services.runtime.settings import REPO_ROOT, Settings
 from tests.support.stack import Stack
@@ -43,8 +45,11 @@ class ServiceProcess:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            self._cmd, env=self._env, cwd=REPO_ROOT,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            self._cmd,
+            env=self._env,
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
     def kill(self) -> None:
@@ -70,10 +75,28 @@ class Record:
     headers: Sequence[tuple[str, bytes]] = ()
 
 
-async def publish(settings: Settings, records: Sequence[Record]) -> None:
-    """Publish as an agency would: a plain idempotent aiokafka producer."""
+def principal_for(records: Sequence[Record]) -> str:
+    """The agency whose inbound topic the records go to: who may publish them."""
+    agencies = {agency_of_inbound(r.topic) for r in records}
+    if len(agencies) != 1 or None in agencies:
+        raise ValueError(f"records span {agencies}: publish them as one agency at a time")
+    agency = agencies.pop()
+    assert agency is not None
+    return agency
+
+
+async def publish(
+    settings: Settings, records: Sequence[Record], *, principal: str | None = None
+) -> None:
+    """Publish as an agency would: a plain idempotent aiokafka producer, connected with the
+    agency's own credentials (the agency whose inbound topic the records go to, by default)."""
+    if not records:
+        return
+    client = kafka_client(settings, principal or principal_for(records))
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True, acks="all",
+        **client.aiokafka(),
+        enable_idempotence=True,
+        acks="all",
         max_request_size=2 * 1024 * 1024,
     )
     await producer.start()
@@ -102,12 +125,13 @@ async def wait_for(
 
 
 async def read_topic(
-    settings: Settings, topic: str, *, idle_s: float = 1.0
+    settings: Settings, topic: str, *, idle_s: float = 1.0, principal: str = OPERATOR
 ) -> list[ConsumerRecord[Any, Any]]:
-    """Every record on a topic (all partitions, from the start) until it has been idle."""
+    """Every record on a topic (all partitions, from the start) until it has been idle; read
+    as the operator (read-only, every topic) unless another principal is named."""
     consumer = AIOKafkaConsumer(
         settings.topic_prefix + topic,
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_client(settings, principal).aiokafka(),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=None,
@@ -126,7 +150,7 @@ async def read_topic(
 
 
 async def audit_rows(settings: Settings, sql_where: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    conn = await asyncpg.connect(asyncpg_dsn(database_url(settings, AUDITOR_ROLE)))
     try:
         rows: list[asyncpg.Record] = await conn.fetch(
             "SELECT seq, event_id, event_source, event_type, subject, agency, outcome,"

@@ -20,6 +20,10 @@ from pathlib import Path
 import asyncpg
 from pydantic import SecretStr
 
+from services.access import broker
+from services.access.plan import plan_access
+from services.routing.policy import load_policy
+from services.runtime.credentials import OWNER_ROLE, database_url
 from services.runtime.database import asyncpg_dsn
 from services.runtime.migrations import upgrade
 from services.runtime.settings import REPO_ROOT, Settings
@@ -42,20 +46,44 @@ class Stack:
     env: dict[str, str]
     owned: bool
 
+    def base_settings(self, database: str = "casebridge") -> Settings:
+        return Settings(
+            kafka_bootstrap=self.kafka_bootstrap,
+            database_url=f"postgresql+asyncpg://127.0.0.1:{self.pg_port}/{database}",
+            run_dir=self.run_dir,
+        )
+
     def url(self, role: str, database: str = "casebridge") -> str:
-        return f"postgresql+asyncpg://{role}@127.0.0.1:{self.pg_port}/{database}"
+        """The database as `role`, with the role's password (set-up wrote it)."""
+        return database_url(self.base_settings(database), role)
 
     def settings(self, *, database: str = "casebridge", **overrides: object) -> Settings:
         """Settings for services under test; each test passes its own topic/group prefix."""
         values: dict[str, object] = {
             "kafka_bootstrap": self.kafka_bootstrap,
-            "database_url": self.url("casebridge_app", database),
-            "migration_database_url": self.url("casebridge_owner", database),
+            "database_url": f"postgresql+asyncpg://127.0.0.1:{self.pg_port}/{database}",
+            "run_dir": self.run_dir,
             "log_format": "json",
             "retry_backoff_s": 0.2,
         }
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]
+
+    def deployment(self, **overrides: object) -> Settings:
+        """`settings(**overrides)` for a deployment of its own (its topic prefix), set up."""
+        settings = self.settings(**overrides)
+        self.deploy(settings)
+        return settings
+
+    def deploy(self, settings: Settings, agencies: list[str] | None = None) -> None:
+        """Set-up for one deployment (topic prefix): topics, credentials and ACLs, as
+        `casebridge agencies sync` does; the registry's agencies unless `agencies` is given."""
+        if agencies is None:
+            agencies = [a.id for a in load_policy(settings.routing_policy_path).agencies]
+        plan = plan_access(
+            agencies, topic_prefix=settings.topic_prefix, group_prefix=settings.group_prefix
+        )
+        broker.sync(settings, plan)
 
     def service_env(self, settings: Settings) -> dict[str, str]:
         """The environment that makes a service process use `settings`."""
@@ -73,10 +101,10 @@ class Stack:
         name = f"cb_{uuid.uuid4().hex[:12]}"
         conn = await asyncpg.connect(asyncpg_dsn(self.url("postgres", "postgres")))
         try:
-            await conn.execute(f'CREATE DATABASE "{name}" OWNER casebridge_owner')
+            await conn.execute(f'CREATE DATABASE "{name}" OWNER {OWNER_ROLE}')
         finally:
             await conn.close()
-        await asyncio.to_thread(upgrade, self.url("casebridge_owner", name))
+        await asyncio.to_thread(upgrade, self.url(OWNER_ROLE, name))
         return name
 
 
@@ -98,7 +126,7 @@ def start_stack() -> Stack:
         stack = Stack(
             f"127.0.0.1:{env['KAFKA_PORT']}", int(env["PG_PORT"]), run_dir, env, owned=True
         )
-    upgrade(stack.url("casebridge_owner"))
+    upgrade(stack.url(OWNER_ROLE))
     return stack
 
 

@@ -1,44 +1,86 @@
-"""The generated AsyncAPI contract: up to date, complete, and true to what the services write."""
+"""The generated AsyncAPI contract: up to date, complete, secured, and true to what the services
+subscribe to and write."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 import pytest
+import structlog
 from aiokafka import ConsumerRecord
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from faststream.kafka import KafkaBroker
+from faststream.security import SASLScram512
 
+from schemas.cases import EMITTED_EVENT_TYPES
 from schemas.errors import EventRejected, RejectionCode
+from schemas.identity import agency_of_source, agency_source
 from schemas.registry import EVENT_TYPES
 from schemas.topics import (
+    CASE_EVENTS,
     DEADLETTER,
     EVENTS_VALID,
-    INBOUND_REFERRALS,
-    INBOUND_TOPICS,
+    INBOUND_PREFIX,
+    INBOX_PREFIX,
+    REJECTIONS_PREFIX,
     ROUTING_DECISIONS,
+    UPDATES_PREFIX,
     inbox_topic,
+    rejections_topic,
 )
 from services.asyncapi import (
+    AGENCY_PARAMETER,
+    CASE_EVENT_MODELS,
+    HEADER_SCHEMAS,
     OUTPUT,
+    PLACEHOLDER_PASSWORD,
+    SOURCE_PATTERN,
+    UPDATE_MODELS,
     DeadLetterBody,
     RoutingDecisionBody,
+    agency_address,
     asyncapi_document,
     asyncapi_text,
+    documentation_broker,
     main,
 )
-from services.bootstrap import SERVICES
+from services.bootstrap import SERVICES, wire
 from services.demo.scenario import build_scenario
 from services.router.decisions import routing_records
-from services.router.policy import Facts, load_policy, route
+from services.routing.policy import Facts, load_policy, route
+from services.runtime import credentials
+from services.runtime.credentials import (
+    KafkaClientConfig,
+    kafka_client_file,
+    service_principal,
+    service_role,
+    write_secret,
+)
 from services.runtime.dead_letter import dead_letter
 from services.runtime.settings import Settings
 
 POLICY = load_policy(Settings().routing_policy_path, known_event_types=EVENT_TYPES)
+AGENCIES = sorted(a.id for a in POLICY.agencies)
+PER_AGENCY = {
+    INBOUND_PREFIX: "receive",
+    INBOX_PREFIX: "send",
+    UPDATES_PREFIX: "send",
+    REJECTIONS_PREFIX: "send",
+}
+"""Each per-agency kind, and what CaseBridge does on it."""
 
 
 @pytest.fixture(scope="module")
@@ -76,21 +118,74 @@ def test_generation_leaves_logging_as_it_found_it() -> None:
     assert (root.handlers[:], root.level) == before
 
 
+def test_generation_reads_no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Documentation is built where no secret exists: no client file, password or CA is read."""
+
+    def refuse(*_: Any, **__: Any) -> Any:
+        raise AssertionError("the AsyncAPI build read a secret")
+
+    monkeypatch.setattr(credentials.KafkaClientConfig, "load", refuse)
+    monkeypatch.setattr(credentials.KafkaClientConfig, "ssl_context", refuse)
+    monkeypatch.setattr(credentials, "database_password", refuse)
+    assert asyncapi_text() == OUTPUT.read_text(encoding="utf-8")
+
+
 def test_document_is_asyncapi_3_for_casebridge(document: dict[str, Any]) -> None:
     assert document["asyncapi"] == "3.0.0"
     assert document["info"]["title"] == "CaseBridge"
     assert document["defaultContentType"] == "application/json"
 
 
+def test_the_server_requires_sasl_ssl_with_scram_sha_512(document: dict[str, Any]) -> None:
+    (server,) = document["servers"].values()
+    assert server["protocol"] == "kafka-secure"  # TLS
+    assert server["host"] == Settings.model_construct().kafka_bootstrap
+    schemes = document["components"]["securitySchemes"]
+    assert list(schemes) == ["scram512"]
+    assert schemes["scram512"]["type"] == "scramSha512"
+    assert server["security"] == [{"$ref": "#/components/securitySchemes/scram512"}]
+    assert "casebridge agencies sync" in schemes["scram512"]["description"]
+    # Placeholder credentials document the mechanism; no value of any kind is written.
+    text = json.dumps(document)
+    assert PLACEHOLDER_PASSWORD not in text
+    assert "sasl.password=" not in text
+
+
 def test_every_topic_is_a_channel(document: dict[str, Any]) -> None:
     addresses = {c["address"] for c in document["channels"].values()}
-    expected = {t.name for t in INBOUND_TOPICS} | {
+    expected = {
         EVENTS_VALID.name,
         ROUTING_DECISIONS.name,
         DEADLETTER.name,
-        *(inbox_topic(a.id) for a in POLICY.agencies),
+        CASE_EVENTS.name,
+        *(agency_address(prefix) for prefix in PER_AGENCY),
     }
     assert expected <= addresses
+
+
+def _operations_on(document: dict[str, Any], address: str) -> set[str]:
+    names = {n for n, c in document["channels"].items() if c["address"] == address}
+    return {
+        op["action"]
+        for op in document["operations"].values()
+        if unquote(op["channel"]["$ref"]).removeprefix("#/channels/") in names
+    }
+
+
+def test_per_agency_topics_are_parameterised_channels(document: dict[str, Any]) -> None:
+    channels = list(document["channels"].values())
+    for prefix, action in PER_AGENCY.items():
+        address = agency_address(prefix)
+        assert address == f"{prefix}{{agency}}"
+        matching = [c for c in channels if c["address"] == address]
+        assert len(matching) == 1, address
+        parameter = matching[0]["parameters"][AGENCY_PARAMETER]
+        assert parameter["enum"] == AGENCIES  # the registry, sorted
+        assert "topic" not in matching[0]["bindings"]["kafka"]
+        assert _operations_on(document, address) == {action}, address
+    # One channel per kind, not one per agency.
+    literal = {inbox_topic(a) for a in AGENCIES} | {rejections_topic(a) for a in AGENCIES}
+    assert not literal & {c["address"] for c in channels}
 
 
 def test_every_service_has_operations(document: dict[str, Any]) -> None:
@@ -100,15 +195,46 @@ def test_every_service_has_operations(document: dict[str, Any]) -> None:
     assert actions == {"send", "receive"}
 
 
-def test_inbound_channels_carry_their_event_types(document: dict[str, Any]) -> None:
+def test_inbound_channel_carries_every_event_type_and_its_identity_rule(
+    document: dict[str, Any],
+) -> None:
     messages = document["components"]["messages"]
-    referral = messages[f"intake:{INBOUND_REFERRALS.name}:SubscribeMessage"]
-    assert referral["payload"] == {"$ref": "#/components/schemas/VictimReferralSubmitted"}
-    assert referral["headers"] == {"$ref": "#/components/schemas/InboundEventHeaders"}
+    inbound = messages["intake:SubscribeMessage"]
+    assert {r["$ref"].rsplit("/", 1)[1] for r in inbound["payload"]["anyOf"]} == {
+        m.__name__ for m in EVENT_TYPES.values()
+    }
+    assert inbound["headers"] == {"$ref": "#/components/schemas/InboundEventHeaders"}
     headers = document["components"]["schemas"]["InboundEventHeaders"]
     assert set(headers["required"]) == {"ce_id", "ce_source", "ce_specversion", "ce_type"}
+    assert headers["properties"]["ce_source"]["pattern"] == SOURCE_PATTERN
     for model in EVENT_TYPES.values():
         assert model.__name__ in document["components"]["schemas"]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        agency_source("id-police-aht"),
+        agency_source("id-police-aht", "records"),
+        agency_source("a", "sys.v2_x-y"),
+        "urn:agency:id-police-aht",
+        "urn:casebridge:agency:ID-POLICE",
+        "urn:casebridge:agency:id-police-aht:",
+        "urn:casebridge:agency:id-police-aht:a:b",
+        "https://police.example/records",
+    ],
+)
+def test_documented_source_pattern_is_the_identity_rule(source: str) -> None:
+    documented = re.fullmatch(SOURCE_PATTERN.removeprefix("^").removesuffix("$"), source)
+    assert (documented is not None) == (agency_of_source(source) is not None)
+
+
+def test_cases_outputs_are_documented(document: dict[str, Any]) -> None:
+    assert set(CASE_EVENT_MODELS) | set(UPDATE_MODELS) == set(EMITTED_EVENT_TYPES.values())
+    schemas = document["components"]["schemas"]
+    for model in {*CASE_EVENT_MODELS, *UPDATE_MODELS}:
+        assert model.__name__ in schemas
+    assert _operations_on(document, CASE_EVENTS.name) == {"send"}
 
 
 def _refs(node: Any) -> list[str]:
@@ -125,7 +251,7 @@ def test_every_reference_resolves_and_no_payload_is_left_empty(document: dict[st
         assert ref.startswith("#/"), ref
         node: Any = document
         for part in ref[2:].split("/"):
-            node = node[part]
+            node = node[unquote(part).replace("~1", "/").replace("~0", "~")]
     assert "EmptyPayload" not in json.dumps(document)
 
 
@@ -145,13 +271,20 @@ def _record(topic: str, headers: list[tuple[str, bytes]], value: bytes) -> Consu
     )
 
 
-def test_documented_dead_letter_body_matches_what_dead_letter_writes() -> None:
+def test_documented_rejection_matches_what_intake_writes() -> None:
     m = build_scenario("a")[4]
     error = EventRejected(
-        RejectionCode.INVALID_PAYLOAD, "1 error", [{"loc": "a", "type": "b", "msg": "c"}]
+        RejectionCode.AGENCY_MISMATCH, "1 error", [{"loc": "a", "type": "b", "msg": "c"}]
     )
-    out = dead_letter(_record(m.topic, m.headers, m.value), error, rejected_by="intake")
+    out = dead_letter(
+        _record(m.topic, m.headers, m.value), error, rejected_by="intake", agency=m.agency
+    )
     DeadLetterBody.model_validate_json(out.value)
+    schema = HEADER_SCHEMAS["RejectionHeaders"]
+    assert set(schema["required"]) <= set(out.headers)
+    assert set(out.headers) <= set(schema["properties"])
+    assert out.headers["cb_error_code"] in schema["properties"]["cb_error_code"]["enum"]
+    assert out.headers["ce_type"] == schema["properties"]["ce_type"]["const"]
 
 
 def test_documented_decision_body_matches_what_the_router_writes() -> None:
@@ -167,6 +300,75 @@ def test_documented_decision_body_matches_what_the_router_writes() -> None:
     decision = RoutingDecisionBody.model_validate_json(out[0].value)
     assert decision.deliveries
     assert orjson.loads(out[0].value)["case_id"] == m.case_id
+
+
+# --- the documentation broker is the services' wiring ------------------------------------------
+
+
+def _ca_certificate(path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    path.parent.mkdir(parents=True)
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    config = structlog.get_config() if structlog.is_configured() else None
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    if config is None:
+        structlog.reset_defaults()
+    else:
+        structlog.configure(**config)
+
+
+def _subscriptions(broker: KafkaBroker) -> set[tuple[tuple[str, ...], bool, str | None]]:
+    subscribers: list[Any] = list(broker.subscribers)  # Kafka subscribers: topics, group
+    return {(tuple(s.topic_names), s.pattern is not None, s.group_id) for s in subscribers}
+
+
+def test_documentation_broker_subscribes_as_the_wired_services_do(
+    tmp_path: Path, restored_logging: None
+) -> None:
+    """`wire` (with throw-away credentials: it reads them) and the documentation broker (which
+    reads none) include the same subscribers, and every service's broker uses SCRAM-SHA-512
+    over TLS, as the document says."""
+    settings = Settings.model_construct(run_dir=tmp_path)
+    ca = tmp_path / "tls" / "ca.pem"
+    _ca_certificate(ca)
+    for service in SERVICES:
+        principal = service_principal(service)
+        KafkaClientConfig(settings.kafka_bootstrap, principal, "pw", ca).write(
+            kafka_client_file(settings, principal)
+        )
+        role = service_role(service)
+        write_secret(settings.secrets_dir / "postgres" / f"{role}.password", "pw")
+    wiring = wire(settings, SERVICES)
+    wired: set[tuple[tuple[str, ...], bool, str | None]] = set()
+    for one in wiring.services.values():
+        security = one.broker.specification.security
+        assert isinstance(security, SASLScram512), one.name
+        assert security.use_ssl, one.name
+        wired |= _subscriptions(one.broker)
+    documented = documentation_broker(settings, wiring.policy)
+    assert _subscriptions(documented) == wired
+    assert len(wired) == len(SERVICES)
 
 
 def test_schemas_package_imports_neither_services_nor_faststream() -> None:

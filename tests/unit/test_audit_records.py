@@ -14,12 +14,12 @@ from services.audit.records import describe
 
 EVENT_HEADERS: list[tuple[str, bytes | None]] = [
     ("ce_id", b"evt-1"),
-    ("ce_source", b"urn:agency:id-shelter-ngo:casework"),
+    ("ce_source", b"urn:casebridge:agency:id-shelter-ngo:casework"),
     ("ce_type", b"org.casebridge.referral.submitted.v1"),
     ("ce_subject", b"REF-1"),
     ("content-type", b"application/json"),
     ("correlation_id", b"faststream-internal"),
-    ("cb_origin", b"casebridge.inbound.referrals/0/7"),
+    ("cb_origin", b"casebridge.in.id-shelter-ngo/0/7"),
 ]
 PAYLOAD = orjson.dumps(
     {"case_id": "REF-1", "reporting_agency": "id-shelter-ngo", "person": {"given_name": "A"}}
@@ -55,13 +55,16 @@ DEAD_HEADERS: list[tuple[str, bytes | None]] = [
     ("ce_subject", b"evt-9"),
     ("cb_error_code", b"INVALID_PAYLOAD"),
     ("cb_original_id", b"evt-9"),
-    ("cb_original_source", b"urn:agency:id-police-aht:records"),
+    ("cb_original_source", b"urn:casebridge:agency:id-police-aht:records"),
     ("cb_original_type", b"org.casebridge.referral.submitted.v1"),
 ]
 
 # topic -> (outcome, agency, reason)
 KINDS = {
-    "casebridge.inbound.referrals": ("received", "id-shelter-ngo", None),
+    "casebridge.in.id-shelter-ngo": ("received", "id-shelter-ngo", None),
+    # Who sent it is the topic's agency, whatever the payload claims.
+    "casebridge.in.id-police-aht": ("received", "id-police-aht", None),
+    "casebridge.rejections.id-shelter-ngo": ("published", "id-shelter-ngo", None),
     ROUTING_DECISIONS.name: ("routed", "id-shelter-ngo", None),
     "casebridge.inbox.id-child-protection": ("delivered", "id-child-protection", None),
     "casebridge.updates.th-police-aht": ("published", "th-police-aht", None),
@@ -75,7 +78,7 @@ def test_outcome_and_agency_follow_the_topic(topic: str, expected: tuple[Any, ..
     assert (r.outcome, r.agency, r.reason_code) == expected
     assert (r.event_id, r.event_source, r.event_type, r.subject) == (
         "evt-1",
-        "urn:agency:id-shelter-ngo:casework",
+        "urn:casebridge:agency:id-shelter-ngo:casework",
         "org.casebridge.referral.submitted.v1",
         "REF-1",
     )
@@ -93,11 +96,17 @@ def test_dead_letter_is_rejected_with_the_reason_and_the_original_identity() -> 
     assert r.reason_code == "INVALID_PAYLOAD"
     assert (r.event_id, r.event_source, r.event_type) == (
         "evt-9",
-        "urn:agency:id-police-aht:records",
+        "urn:casebridge:agency:id-police-aht:records",
         "org.casebridge.referral.submitted.v1",
     )
     assert r.subject == "REF-1"  # the record key (case id), not the dead-letter's ce_subject
     assert r.agency is None
+
+
+def test_dead_letter_names_the_agency_whose_topic_carried_the_record() -> None:
+    headers = [*DEAD_HEADERS, ("cb_agency", b"id-police-aht")]
+    r = describe(record(DEADLETTER.name, headers=headers, value=b"{}"))
+    assert (r.outcome, r.agency) == ("rejected", "id-police-aht")
 
 
 def test_dead_letter_without_original_identity_keeps_its_own() -> None:

@@ -22,7 +22,7 @@ from faststream.kafka import KafkaBroker, KafkaMessage, TestKafkaBroker
 
 from schemas.envelope import MAX_VALUE_BYTES
 from schemas.errors import RejectionCode
-from schemas.topics import DEADLETTER, EVENTS_VALID, INBOUND_REFERRALS
+from schemas.topics import DEADLETTER, EVENTS_VALID, inbound_topic, rejections_topic
 from services.demo.scenario import AgencyMessage, build_scenario
 from services.intake.handlers import Intake, build_router
 from services.intake.seen_events import Sighting
@@ -54,6 +54,7 @@ class Harness:
     seen: FakeSeenEvents
     valid: list[ConsumerRecord[Any, Any]] = field(default_factory=list)
     dead: list[ConsumerRecord[Any, Any]] = field(default_factory=list)
+    shelter_rejections: list[ConsumerRecord[Any, Any]] = field(default_factory=list)
 
     async def send(
         self,
@@ -61,7 +62,7 @@ class Harness:
         headers: dict[str, str],
         *,
         key: bytes | None = b"REF-1",
-        topic: str = INBOUND_REFERRALS.name,
+        topic: str = inbound_topic("id-shelter-ngo"),
         partition: int | None = None,
     ) -> None:
         await self.broker.publish(value, topic, key=key, headers=headers, partition=partition)
@@ -99,6 +100,10 @@ def build_broker(seen: FakeSeenEvents) -> tuple[KafkaBroker, Harness]:
     @broker.subscriber(DEADLETTER.name, batch=True)
     async def on_dead(message: KafkaMessage) -> None:
         harness.dead.extend(batch_of(message))
+
+    @broker.subscriber(rejections_topic("id-shelter-ngo"), batch=True)
+    async def on_shelter_rejection(message: KafkaMessage) -> None:
+        harness.shelter_rejections.extend(batch_of(message))
 
     return broker, harness
 
@@ -171,6 +176,7 @@ async def test_structured_mode_event_is_accepted_and_forwarded_in_binary_mode(
         orjson.dumps(event),
         {"content-type": "application/cloudevents+json; charset=UTF-8"},
         key=m.key,
+        topic=m.topic,
     )
 
     assert intake.dead == []
@@ -267,7 +273,7 @@ async def test_bad_input_is_dead_lettered_with_its_code_in_header_and_body(
     assert dl_headers["cb_original_id"] == headers.get("ce_id", "")
     # The rejected record survives whole: key, value and headers, byte for byte.
     original = body["original"]
-    assert original["topic"] == INBOUND_REFERRALS.name
+    assert original["topic"] == inbound_topic("id-shelter-ngo")
     assert base64.b64decode(original["value_b64"]) == value
     assert base64.b64decode(original["key_b64"]) == b"REF-u-01"
     sent_headers = {n: base64.b64decode(v).decode() for n, v in original["headers"]}
@@ -351,7 +357,10 @@ async def test_same_id_from_another_source_is_not_a_duplicate(intake: Harness) -
     headers = as_headers(m.headers)
     await intake.send(m.value, headers, key=m.key, partition=0)
     await intake.send(
-        m.value, {**headers, "ce_source": "urn:agency:other:system"}, key=m.key, partition=1
+        m.value,
+        {**headers, "ce_source": "urn:casebridge:agency:id-shelter-ngo:other-system"},
+        key=m.key,
+        partition=1,
     )
 
     assert intake.dead == []
@@ -369,3 +378,53 @@ async def test_empty_content_type_header_counts_as_absent(intake: Harness) -> No
     assert len(intake.valid) == 1
 
 
+# --- identity: the topic names the agency ------------------------------------------------------
+
+
+async def test_valid_event_carries_the_agency_of_its_topic(intake: Harness) -> None:
+    m = scenario()["child"]
+    await intake.send_message(m)
+
+    [record] = intake.valid
+    assert text_headers(record)["cb_agency"] == "id-shelter-ngo"
+    assert intake.shelter_rejections == []
+
+
+async def test_source_of_another_agency_is_rejected_and_told_to_the_sender(
+    intake: Harness,
+) -> None:
+    m = scenario()["child"]  # published by id-shelter-ngo, on its own topic
+    headers = {**as_headers(m.headers), "ce_source": "urn:casebridge:agency:id-police-aht"}
+    await intake.send(m.value, headers, key=m.key, topic=m.topic)
+
+    dl_headers, body = intake.only_rejection()
+    assert dl_headers["cb_error_code"] == RejectionCode.AGENCY_MISMATCH
+    assert body["error"]["details"][0]["loc"] == "ce_source"
+    assert dl_headers["cb_agency"] == "id-shelter-ngo"
+    [copy] = intake.shelter_rejections  # the sender sees its own rejection
+    assert copy.value == intake.dead[0].value
+
+
+async def test_reporting_agency_of_another_agency_is_rejected(intake: Harness) -> None:
+    m = scenario()["child"]
+    data = {**orjson.loads(m.value), "reporting_agency": "id-police-aht"}
+    await intake.send(orjson.dumps(data), as_headers(m.headers), key=m.key, topic=m.topic)
+
+    dl_headers, body = intake.only_rejection()
+    assert dl_headers["cb_error_code"] == RejectionCode.AGENCY_MISMATCH
+    assert body["error"]["details"][0]["loc"] == "reporting_agency"
+    assert len(intake.shelter_rejections) == 1
+
+
+async def test_an_event_valid_for_one_agency_is_refused_on_another_agencys_topic(
+    intake: Harness,
+) -> None:
+    m = scenario()["child"]  # id-shelter-ngo's event, replayed on id-police-aht's topic
+    await intake.send(
+        m.value, as_headers(m.headers), key=m.key, topic=inbound_topic("id-police-aht")
+    )
+
+    dl_headers, _ = intake.only_rejection()
+    assert dl_headers["cb_error_code"] == RejectionCode.AGENCY_MISMATCH
+    assert dl_headers["cb_agency"] == "id-police-aht"
+    assert intake.shelter_rejections == []  # told to the topic's owner, not to the shelter

@@ -23,7 +23,7 @@ from schemas.topics import DEADLETTER, EVENTS_VALID, ROUTING_DECISIONS
 from services.demo.scenario import AgencyMessage, build_scenario
 from services.router.decisions import ROUTING_DECISION_TYPE
 from services.router.handlers import Router, build_router
-from services.router.policy import load_policy
+from services.routing.policy import load_policy
 from services.runtime.kafka import batch_of
 from services.runtime.settings import Settings
 from tests.support.memory_broker import BrokerPublisher

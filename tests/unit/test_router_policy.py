@@ -1,6 +1,6 @@
 """The routing policy: what load_policy refuses, and where route() sends events.
 
-Route expectations are written against the shipped services/router/policy.yaml, because that
+Route expectations are written against the shipped services/routing/policy.yaml, because that
 file *is* the behaviour agencies rely on; the property tests state what must hold for any
 event under it.
 """
@@ -23,7 +23,7 @@ from schemas.returns import RETURN_REQUESTED
 from schemas.sar import SAR_ALERT
 from schemas.topics import inbox_topic
 from schemas.vocab import AgencyKind, SarPhase, TypeOfExploitation
-from services.router.policy import (
+from services.routing.policy import (
     Delivery,
     Facts,
     PolicyError,

@@ -117,18 +117,8 @@ def upgrade() -> None:
         PRIMARY KEY (consumer, kafka_topic, kafka_partition)
     )""")
     op.execute(AUDIT_EMITTED)
-    op.execute("""
-    DO $$ BEGIN
-        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'casebridge_app') THEN
-            CREATE ROLE casebridge_app LOGIN;
-        END IF;
-    END $$""")
-    op.execute("REVOKE ALL ON audit_log FROM PUBLIC, casebridge_app")
-    op.execute("GRANT SELECT, INSERT ON audit_log TO casebridge_app")
-    op.execute("GRANT SELECT, INSERT ON intake_seen_event TO casebridge_app")
-    op.execute("GRANT SELECT, UPDATE ON audit_head TO casebridge_app")
-    op.execute("GRANT SELECT, INSERT ON audit_emitted TO casebridge_app")
-    op.execute("GRANT SELECT, INSERT, UPDATE ON audit_consumer_offset TO casebridge_app")
+    # Each service role's rights on these tables are granted by 0011_service_roles.
+    op.execute("REVOKE ALL ON audit_log FROM PUBLIC")
 
 
 def downgrade() -> None:

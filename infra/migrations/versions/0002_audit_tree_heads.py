@@ -2,12 +2,11 @@
 
 `audit_tree_head` is a convenience copy for the API: the signer also writes every head to a
 file and a Kafka topic outside PostgreSQL, which is what a verifier should trust (together
-with the public key). It is append-only like `audit_log`, so the application role can add
-heads but never rewrite one.
+with the public key). It is append-only like `audit_log`: the signer's role can add heads
+(0011_service_roles) but never rewrite one.
 
 Auditor tokens are not kept here: they live in a configuration file (SHA-256 hashes only,
-see services/audit/config.py), so the application role that can read every table cannot read
-or mint auditor credentials.
+see services/audit/config.py), so no database role can read or mint auditor credentials.
 
 Revision ID: 0002
 Revises: 0001
@@ -47,7 +46,6 @@ def upgrade() -> None:
     CREATE TRIGGER audit_tree_head_no_truncate BEFORE TRUNCATE ON audit_tree_head
     FOR EACH STATEMENT EXECUTE FUNCTION audit_tree_head_is_append_only()""")
     op.execute("REVOKE ALL ON audit_tree_head FROM PUBLIC")
-    op.execute("GRANT SELECT, INSERT ON audit_tree_head TO casebridge_app")
     # Time-range queries (partition pruning picks the months, this the rows within them) and
     # the auditors' own query records (outcome = 'query'), both read in seq order.
     op.execute("CREATE INDEX audit_log_recorded_at ON audit_log (recorded_at)")

@@ -67,12 +67,7 @@ def upgrade() -> None:
         published_at timestamptz
     )""")
     op.execute("CREATE INDEX case_outbox_pending ON case_outbox (id) WHERE published_at IS NULL")
-    op.execute("GRANT SELECT, INSERT ON case_event, case_message_seen TO casebridge_app")
-    op.execute(
-        "GRANT SELECT, INSERT, UPDATE, DELETE ON case_state, case_deadline TO casebridge_app"
-    )
-    op.execute("GRANT SELECT, INSERT, UPDATE ON case_outbox TO casebridge_app")
-    op.execute("GRANT USAGE ON SEQUENCE case_outbox_id_seq TO casebridge_app")
+    # The cases service's rights on these tables are granted by 0011_service_roles.
 
 
 def downgrade() -> None:

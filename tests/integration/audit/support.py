@@ -1,4 +1,5 @@
-"""Synthetic audit records written the way the audit consumer writes them, and the signer."""
+"""Synthetic audit records written the way the audit consumer writes them, and the signer,
+each as its own database role."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from services.audit.canonical import AuditEntry, entry_leaf_hash
 from services.audit.checkpoints import TreeHeadSigner
 from services.audit.store import COLUMNS
 from services.audit.tree_head import SignedTreeHead
+from services.runtime.credentials import service_role
 from services.runtime.database import asyncpg_dsn
 
 CASES = ("CASE-A", "CASE-B", "CASE-C")
@@ -23,6 +25,26 @@ TYPES = ("org.casebridge.referral.submitted.v1", "org.casebridge.sar.alert.v1")
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
 PUBLIC = KEY.public_key()
 T0 = datetime(2026, 3, 30, 12, 0, tzinfo=UTC)
+
+WRITER_ROLE = service_role("audit")
+SIGNER_ROLE = service_role("signer")
+
+
+@dataclass(frozen=True)
+class AuditDb:
+    """A database of the test's own, with a URL (password included) per role."""
+
+    name: str
+    owner: str
+    """The table owner (casebridge_owner): can disable the append-only triggers, i.e. the
+    tamperer."""
+    writer: str
+    """The audit consumer's role (casebridge_audit): INSERT on audit_log and the sequence
+    counter, nothing to read the log back or change it."""
+    signer: str
+    """The signer's role (casebridge_signer): reads the log, adds tree heads."""
+    auditor: str
+    """The read-only role (casebridge_auditor): the auditors' API, verify, proofs, export."""
 
 
 @dataclass(frozen=True)
@@ -92,10 +114,10 @@ def make_row(seq: int, *, case: str | None = None, raw: bytes | None = b"", day:
     )
 
 
-async def append(url: str, rows: list[Row]) -> None:
-    """COPY rows as the application role (the audit consumer's privileges) and advance
-    audit_head, as `AuditLog.append_batch` does."""
-    conn = await asyncpg.connect(asyncpg_dsn(url))
+async def append(db: AuditDb, rows: list[Row]) -> None:
+    """COPY rows as the audit consumer's role and advance audit_head, as
+    `AuditLog.append_batch` does."""
+    conn = await asyncpg.connect(asyncpg_dsn(db.writer))
     try:
         async with conn.transaction():
             await conn.copy_records_to_table(
@@ -107,18 +129,18 @@ async def append(url: str, rows: list[Row]) -> None:
 
 
 async def seed_and_sign(
-    url: str, export_dir: Path | None, sizes: tuple[int, ...] = (10, 20, 40)
+    db: AuditDb, export_dir: Path | None, sizes: tuple[int, ...] = (10, 20, 40)
 ) -> list[SignedTreeHead]:
-    """Append records 0..max(sizes)-1, signing a tree head at each size, as the signer would
-    with some cadence. Returns the heads."""
-    pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=2)
+    """Append records 0..max(sizes)-1 as the writer, signing a tree head at each size as the
+    signer would with some cadence (as the signer's role). Returns the heads."""
+    pool = await asyncpg.create_pool(asyncpg_dsn(db.signer), min_size=1, max_size=2)
     heads: list[SignedTreeHead] = []
     try:
         signer = TreeHeadSigner(pool, KEY, export_dir=export_dir)
         await signer.start()
         start = 0
         for size in sizes:
-            await append(url, [make_row(s) for s in range(start, size)])
+            await append(db, [make_row(s) for s in range(start, size)])
             await signer.poll()
             heads.append(await signer.sign())
             start = size

@@ -32,13 +32,13 @@ from services.audit.config import (
 from services.audit.queries import encode_cursor
 from services.audit.tree_head import sth_from_dict
 from services.runtime.database import Database
-from tests.integration.audit.conftest import AuditDb
 from tests.integration.audit.support import (
     AGENCIES,
     CASES,
     PUBLIC,
     T0,
     TYPES,
+    AuditDb,
     append,
     make_row,
     seed_and_sign,
@@ -81,8 +81,9 @@ def registry() -> AuditorRegistry:
 async def serving(
     stack: Stack, db: AuditDb, recorder: MemoryQueryRecorder
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The app with its lifespan, behind an in-process client."""
-    database = Database(db.app)
+    """The app with its lifespan, behind an in-process client, reading as the auditor role
+    (as `create_api` connects by default)."""
+    database = Database(db.auditor)
     app = create_api(
         stack.settings(database=db.name),
         AuditSettings(page_limit_default=5, page_limit_max=50),
@@ -102,7 +103,7 @@ async def serving(
 
 @pytest.fixture
 async def api(stack: Stack, audit_db: AuditDb, tmp_path: Path) -> AsyncIterator[Api]:
-    await seed_and_sign(audit_db.app, tmp_path)
+    await seed_and_sign(audit_db, tmp_path)
     recorder = MemoryQueryRecorder()
     async with serving(stack, audit_db, recorder) as client:
         yield Api(client, recorder, audit_db)
@@ -256,7 +257,7 @@ async def test_missing_things_are_404_or_409_problems(api: Api) -> None:
     assert_problem(await api.get("/v1/nowhere"), 404)
     assert_problem(await api.get("/v1/proofs/consistency", first=10, second=41), 409)
     assert_problem(await api.get("/v1/events/3", proof="true", tree_size=41), 409)
-    await append(api.db.app, [make_row(40)])  # appended, not yet under a signed head
+    await append(api.db, [make_row(40)])  # appended, not yet under a signed head
     assert (await api.get("/v1/events/40")).status_code == 200
     assert_problem(await api.get("/v1/events/40", proof="true"), 409)
 
@@ -293,7 +294,7 @@ async def test_every_authenticated_query_is_recorded_before_it_is_answered(api: 
 
 
 async def test_an_unrecordable_query_is_refused(stack: Stack, audit_db: AuditDb) -> None:
-    await append(audit_db.app, [make_row(s) for s in range(3)])
+    await append(audit_db, [make_row(s) for s in range(3)])
     async with serving(stack, audit_db, FailingRecorder()) as client:
         response = await client.get("/v1/events", headers={"Authorization": f"Bearer {FULL}"})
     body = assert_problem(response, 503)

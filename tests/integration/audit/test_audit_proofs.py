@@ -19,7 +19,7 @@ from schemas.topics import AUDIT_TREE_HEADS
 from services.audit import logcheck
 from services.audit.api import AUDIT_QUERIES_TOPIC, AuditorQuery, KafkaQueryRecorder
 from services.audit.canonical import AuditEntry, entry_leaf_hash
-from services.audit.checkpoints import KafkaTreeHeadPublisher, TreeHeadSigner
+from services.audit.checkpoints import TreeHeadSigner, signer_connections
 from services.audit.cli import main
 from services.audit.config import token_hash
 from services.audit.logcheck import read_tree_heads_file, verify_database
@@ -41,11 +41,18 @@ from services.audit.tree_head import (
     sth_from_json,
     verify_tree_head,
 )
+from services.runtime.credentials import kafka_client, service_principal
 from services.runtime.database import Database, asyncpg_dsn
-from services.runtime.kafka import ensure_topics
 from services.runtime.settings import REPO_ROOT
-from tests.integration.audit.conftest import AuditDb
-from tests.integration.audit.support import KEY, PUBLIC, Row, append, make_row, seed_and_sign
+from tests.integration.audit.support import (
+    KEY,
+    PUBLIC,
+    AuditDb,
+    Row,
+    append,
+    make_row,
+    seed_and_sign,
+)
 from tests.support.pipeline import read_topic, wait_for
 from tests.support.stack import Stack, free_port
 
@@ -54,7 +61,7 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture
 async def signed(audit_db: AuditDb, tmp_path: Path) -> AuditDb:
-    await seed_and_sign(audit_db.app, tmp_path)
+    await seed_and_sign(audit_db, tmp_path)
     return audit_db
 
 
@@ -66,7 +73,7 @@ def public_key_file(tmp_path: Path) -> Path:
 
 
 async def test_every_record_is_provably_in_every_head_that_covers_it(signed: AuditDb) -> None:
-    pool = await asyncpg.create_pool(asyncpg_dsn(signed.app), min_size=1, max_size=2)
+    pool = await asyncpg.create_pool(asyncpg_dsn(signed.auditor), min_size=1, max_size=2)
     try:
         heads = await all_tree_heads(pool)
         assert [h.tree_size for h in heads] == [10, 20, 40]
@@ -127,7 +134,7 @@ async def cli(*argv: str) -> int:
 async def test_cli_verify_proof_consistency_and_heads(
     signed: AuditDb, tmp_path: Path, public_key_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    key, db = str(public_key_file), signed.app
+    key, db = str(public_key_file), signed.auditor
     heads, leaves = str(tmp_path / "tree-heads.jsonl"), str(tmp_path / "leaf-hashes.bin")
     base = ["--public-key", key, "--database-url", db]
     assert await cli("verify", *base, "--tree-heads", heads, "--leaf-hashes", leaves) == 0
@@ -171,7 +178,7 @@ async def test_cli_export_then_verify_the_export(
 ) -> None:
     export = tmp_path / "log.jsonl"
     heads = str(tmp_path / "tree-heads.jsonl")
-    db = signed.app
+    db = signed.auditor
     assert (
         await cli("export", "--database-url", db, "--all", "--payload", "--output", str(export))
         == 0
@@ -222,11 +229,9 @@ async def test_cli_export_then_verify_the_export(
 async def test_the_signer_exports_heads_to_a_file_the_table_and_kafka(
     stack: Stack, audit_db: AuditDb, tmp_path: Path, namespace: str
 ) -> None:
-    settings = stack.settings(database=audit_db.name, topic_prefix=namespace)
+    settings = stack.deployment(database=audit_db.name, topic_prefix=namespace)
     topic = AUDIT_TREE_HEADS.name
-    await ensure_topics(stack.kafka_bootstrap, [(namespace + topic, 1, {})])
-    publisher = KafkaTreeHeadPublisher(stack.kafka_bootstrap, topic_prefix=namespace)
-    db = Database(audit_db.app)
+    db, publisher = signer_connections(settings)  # the signer's own role and principal
     await db.start()
     stop = asyncio.Event()
     signer = TreeHeadSigner(
@@ -234,9 +239,9 @@ async def test_the_signer_exports_heads_to_a_file_the_table_and_kafka(
     )
     task = asyncio.create_task(signer.run(stop, poll_interval=0.05))
     try:
-        await append(audit_db.app, [make_row(s) for s in range(12)])  # >= 5: signs at once
+        await append(audit_db, [make_row(s) for s in range(12)])  # >= 5: signs at once
         await wait_for(lambda: _sizes(db), lambda s: 12 in s, within_s=10)
-        await append(audit_db.app, [make_row(12)])  # 1 < 5: signed after every_seconds
+        await append(audit_db, [make_row(12)])  # 1 < 5: signed after every_seconds
         sizes = await wait_for(lambda: _sizes(db), lambda s: 13 in s, within_s=10)
         assert sizes[-2:] == [12, 13]
         table_heads = await all_tree_heads(db.pool)
@@ -253,9 +258,8 @@ async def test_the_signer_exports_heads_to_a_file_the_table_and_kafka(
     assert (tmp_path / "leaf-hashes.bin").stat().st_size == 13 * 32
 
     # A restarted signer picks up where it stopped and re-publishes its last head.
-    db = Database(audit_db.app)
+    db, publisher = signer_connections(settings)
     await db.start()
-    publisher = KafkaTreeHeadPublisher(stack.kafka_bootstrap, topic_prefix=namespace)
     try:
         again = TreeHeadSigner(db.pool, KEY, export_dir=tmp_path, publish=publisher)
         await again.start()
@@ -267,7 +271,7 @@ async def test_the_signer_exports_heads_to_a_file_the_table_and_kafka(
         await publisher.close()
         await db.close()
     report = await verify_database(
-        audit_db.app, PUBLIC, tree_heads=file_heads, use_table_heads=False, workers=1
+        audit_db.auditor, PUBLIC, tree_heads=file_heads, use_table_heads=False, workers=1
     )
     assert report.ok, report.detail
 
@@ -280,9 +284,10 @@ async def _sizes(db: Database) -> list[int]:
 async def test_auditor_queries_reach_the_log_through_kafka(
     stack: Stack, audit_db: AuditDb, namespace: str
 ) -> None:
-    settings = stack.settings(database=audit_db.name, topic_prefix=namespace)
-    await ensure_topics(stack.kafka_bootstrap, [(namespace + AUDIT_QUERIES_TOPIC, 1, {})])
-    recorder = KafkaQueryRecorder(stack.kafka_bootstrap, topic_prefix=namespace)
+    settings = stack.deployment(database=audit_db.name, topic_prefix=namespace)
+    recorder = KafkaQueryRecorder(
+        kafka_client(settings, service_principal("audit-api")), topic_prefix=namespace
+    )
     try:
         await recorder.record(
             AuditorQuery(
@@ -307,15 +312,19 @@ async def test_auditor_queries_reach_the_log_through_kafka(
     assert [d.outcome for d in described] == ["query", "query"]
     assert [d.subject for d in described] == ["CASE-7", None]
     assert orjson.loads(described[0].raw_value or b"")["auditor"] == "auditor-1"
-    db = Database(audit_db.app)
-    await db.start()
+    writer = Database(audit_db.writer)  # the audit consumer's role: it cannot read back
+    await writer.start()
     try:
-        await AuditLog(db, consumer="test.audit").append_batch(described)
-        rows = await db.pool.fetch(
+        await AuditLog(writer, consumer="test.audit").append_batch(described)
+    finally:
+        await writer.close()
+    conn = await asyncpg.connect(asyncpg_dsn(audit_db.auditor))
+    try:
+        rows = await conn.fetch(
             "SELECT seq, outcome, subject, event_type FROM audit_log ORDER BY seq"
         )
     finally:
-        await db.close()
+        await conn.close()
     assert [(r["seq"], r["outcome"], r["subject"]) for r in rows] == [
         (0, "query", "CASE-7"),
         (1, "query", None),
@@ -338,12 +347,8 @@ async def test_cli_against_the_served_api_and_the_signer_command(
 ) -> None:
     """`casebridge audit sign --once` and `serve` configured only by the environment, then
     the auditor's commands over HTTP; each of their queries reaches Kafka."""
-    settings = stack.settings(database=audit_db.name, topic_prefix=namespace)
-    await ensure_topics(
-        stack.kafka_bootstrap,
-        [(namespace + t, 1, {}) for t in (AUDIT_QUERIES_TOPIC, AUDIT_TREE_HEADS.name)],
-    )
-    await append(audit_db.app, [make_row(s) for s in range(25)])
+    settings = stack.deployment(database=audit_db.name, topic_prefix=namespace)
+    await append(audit_db, [make_row(s) for s in range(25)])
     token = "cba_test-token"
     env = {
         **stack.service_env(settings),
@@ -411,14 +416,14 @@ async def _up(api: str) -> bool:
 async def test_a_stopped_signer_signs_what_arrived_since_its_last_round(
     audit_db: AuditDb, tmp_path: Path
 ) -> None:
-    db = Database(audit_db.app)
+    db = Database(audit_db.signer)
     await db.start()
     try:
         signer = TreeHeadSigner(db.pool, KEY, every_records=1000, every_seconds=3600)
         stop = asyncio.Event()
         task = asyncio.create_task(signer.run(stop, poll_interval=3600))
         await wait_for(lambda: _sizes(db), lambda s: s == [0], within_s=10)
-        await append(audit_db.app, [make_row(s) for s in range(3)])
+        await append(audit_db, [make_row(s) for s in range(3)])
         stop.set()
         await task
         assert await _sizes(db) == [0, 3]
@@ -444,8 +449,8 @@ async def test_rows_with_awkward_values_verify(audit_db: AuditDb, tmp_path: Path
         )  # fmt: skip
         values[16] = entry_leaf_hash(entry)
         rows.append(Row(tuple(values)))
-    await append(audit_db.app, rows)
-    pool = await asyncpg.create_pool(asyncpg_dsn(audit_db.app), min_size=1, max_size=1)
+    await append(audit_db, rows)
+    pool = await asyncpg.create_pool(asyncpg_dsn(audit_db.signer), min_size=1, max_size=1)
     try:
         signer = TreeHeadSigner(pool, KEY, export_dir=tmp_path)
         await signer.start()  # recomputes every record with AuditEntry: they all match
@@ -454,9 +459,9 @@ async def test_rows_with_awkward_values_verify(audit_db: AuditDb, tmp_path: Path
         await pool.close()
     # The fast pass on its own (a wrong fast pass would only be caught by the slower
     # diagnosis, so a final "ok" does not prove it right).
-    evidence = await logcheck._read_chunk(audit_db.app, 0, len(rows), False)
+    evidence = await logcheck._read_chunk(audit_db.auditor, 0, len(rows), False)
     expected = [r.values[16] for r in rows]
     assert bytes(evidence.recomputed) == b"".join(h for h in expected if isinstance(h, bytes))
-    report = await verify_database(audit_db.app, PUBLIC, workers=1)
+    report = await verify_database(audit_db.auditor, PUBLIC, workers=1)
     assert report.ok, report.detail
     assert report.detail.startswith(f"{len(rows)} records match")  # decided by the fast pass

@@ -1,5 +1,6 @@
 """Tampering with the stored audit log, as its owner with the append-only triggers off, is
-detected and the first divergent seq is named; the application role cannot tamper at all.
+detected and the first divergent seq is named; no service role (the writer, the signer, the
+auditors' read-only role) can tamper at all, and each can add only what its service adds.
 
 The log: 40 records, tree heads signed at sizes 10, 20 and 40 (files exported outside the
 database). Each test verifies the intact log first, so a failure cannot come from the setup.
@@ -33,8 +34,15 @@ from services.audit.verify import (
     VerificationReport,
 )
 from services.runtime.database import asyncpg_dsn
-from tests.integration.audit.conftest import AuditDb
-from tests.integration.audit.support import COLUMNS, KEY, PUBLIC, Row, make_row, seed_and_sign
+from tests.integration.audit.support import (
+    COLUMNS,
+    KEY,
+    PUBLIC,
+    AuditDb,
+    Row,
+    make_row,
+    seed_and_sign,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -55,7 +63,7 @@ async def as_owner(db: AuditDb, tamper: Tamper) -> None:
 
 async def verify(db: AuditDb, export_dir: Path, *, leaves: bool) -> VerificationReport:
     return await verify_database(
-        db.app,
+        db.auditor,
         PUBLIC,
         tree_heads=read_tree_heads_file(export_dir / "tree-heads.jsonl"),
         leaf_hashes=read_leaf_hashes_file(export_dir / "leaf-hashes.bin") if leaves else None,
@@ -65,7 +73,7 @@ async def verify(db: AuditDb, export_dir: Path, *, leaves: bool) -> Verification
 
 @pytest.fixture
 async def signed(audit_db: AuditDb, tmp_path: Path) -> AuditDb:
-    await seed_and_sign(audit_db.app, tmp_path)
+    await seed_and_sign(audit_db, tmp_path)
     for leaves in (False, True):
         report = await verify(audit_db, tmp_path, leaves=leaves)
         assert report.ok, report.detail
@@ -182,7 +190,7 @@ async def test_changed_json_copy_is_detected_when_asked(signed: AuditDb, tmp_pat
 
     await as_owner(signed, change_copy)
     assert (await verify(signed, tmp_path, leaves=False)).ok  # the leaves and raw bytes hold
-    report = await verify_database(signed.app, PUBLIC, check_json_copy=True, workers=1)
+    report = await verify_database(signed.auditor, PUBLIC, check_json_copy=True, workers=1)
     assert not report.ok
     assert (report.problem, report.first_divergent_seq) == (JSON_COPY_MISMATCH, 8)
 
@@ -232,7 +240,7 @@ async def test_consistent_rewrites_are_pinned_by_the_exported_leaves(
 
 async def test_the_signer_refuses_to_sign_over_tampering(signed: AuditDb, tmp_path: Path) -> None:
     await as_owner(signed, rewrite_consistently)
-    pool = await asyncpg.create_pool(asyncpg_dsn(signed.app), min_size=1, max_size=1)
+    pool = await asyncpg.create_pool(asyncpg_dsn(signed.signer), min_size=1, max_size=1)
     try:
         with pytest.raises(LogIntegrityError) as caught:
             await TreeHeadSigner(pool, KEY, export_dir=tmp_path).start()
@@ -248,7 +256,7 @@ async def test_verify_against_latest_uses_the_exported_files(
     signed: AuditDb, tmp_path: Path
 ) -> None:
     report = await verify_against_latest(
-        signed.app,
+        signed.auditor,
         PUBLIC,
         tree_heads_file=tmp_path / "tree-heads.jsonl",
         leaf_hashes_file=tmp_path / "leaf-hashes.bin",
@@ -256,12 +264,12 @@ async def test_verify_against_latest_uses_the_exported_files(
     assert report.ok
     assert report.tree_size == 40
     missing = await verify_against_latest(
-        signed.app, PUBLIC, leaf_hashes_file=tmp_path / "no-such-file.bin"
+        signed.auditor, PUBLIC, leaf_hashes_file=tmp_path / "no-such-file.bin"
     )
     assert missing.ok
     await as_owner(signed, rewrite_consistently)
     report = await verify_against_latest(
-        signed.app, PUBLIC, leaf_hashes_file=tmp_path / "leaf-hashes.bin"
+        signed.auditor, PUBLIC, leaf_hashes_file=tmp_path / "leaf-hashes.bin"
     )
     assert (report.ok, report.first_divergent_seq) == (False, 26)
 
@@ -278,49 +286,89 @@ async def test_a_dropped_latest_head_is_caught_by_the_exported_file(
         await conn.execute("DELETE FROM audit_tree_head WHERE tree_size > 20")
 
     await as_owner(signed, truncate_both)
-    assert (await verify_database(signed.app, PUBLIC, workers=1)).ok  # the table alone: fooled
+    assert (await verify_database(signed.auditor, PUBLIC, workers=1)).ok  # the table alone: fooled
     report = await verify(signed, tmp_path, leaves=False)
     assert (report.ok, report.problem, report.first_divergent_seq) == (False, SIZE_MISMATCH, 20)
 
 
+FORGED_HEAD = (
+    "INSERT INTO audit_tree_head (tree_size, root_hash, timestamp_ms, signature, key_id)"
+    " VALUES (41, $1, 1, $2, $3)",
+    hashlib.sha256(b"x").digest(),
+    bytes(64),
+    "0" * 64,
+)
+"""A head of size 41 that no key signed."""
+
+
 async def test_a_forged_head_does_not_verify(signed: AuditDb) -> None:
-    conn = await asyncpg.connect(asyncpg_dsn(signed.app))
+    """The signer's role may add heads (it alone may); without the key, what it adds fails."""
+    conn = await asyncpg.connect(asyncpg_dsn(signed.signer))
     try:
-        await conn.execute(
-            "INSERT INTO audit_tree_head (tree_size, root_hash, timestamp_ms, signature, key_id)"
-            " VALUES (41, $1, 1, $2, $3)",
-            hashlib.sha256(b"x").digest(),
-            bytes(64),
-            "0" * 64,
-        )
+        await conn.execute(*FORGED_HEAD)
     finally:
         await conn.close()
-    report = await verify_database(signed.app, PUBLIC, workers=1)
+    report = await verify_database(signed.auditor, PUBLIC, workers=1)
     assert (report.ok, report.problem) == (False, "bad_signature")
 
 
-# --- the application role cannot rewrite anything -------------------------------------------
+# --- no service role can rewrite anything, nor add what its service does not add -------------
 
-
-@pytest.mark.parametrize(
-    "statement",
-    [
-        "UPDATE audit_log SET agency = 'x' WHERE seq = 1",
-        "DELETE FROM audit_log WHERE seq = 1",
-        "TRUNCATE audit_log",
-        "UPDATE audit_tree_head SET tree_size = 1",
-        "DELETE FROM audit_tree_head",
-        "TRUNCATE audit_tree_head",
-        "ALTER TABLE audit_log DISABLE TRIGGER USER",
-    ],
+REWRITES = (
+    "UPDATE audit_log SET agency = 'x' WHERE seq = 1",
+    "DELETE FROM audit_log WHERE seq = 1",
+    "TRUNCATE audit_log",
+    "UPDATE audit_tree_head SET tree_size = 1",
+    "DELETE FROM audit_tree_head",
+    "TRUNCATE audit_tree_head",
+    "ALTER TABLE audit_log DISABLE TRIGGER USER",
+    "ALTER TABLE audit_tree_head DISABLE TRIGGER USER",
 )
-async def test_the_app_role_cannot_rewrite_the_log(signed: AuditDb, statement: str) -> None:
-    conn = await asyncpg.connect(asyncpg_dsn(signed.app))
+
+
+async def refused(url: str, statement: str, *args: object) -> bool:
+    """Whether the server refuses `statement` to the role of `url` for want of privilege."""
+    conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
-        with pytest.raises(asyncpg.InsufficientPrivilegeError):
-            await conn.execute(statement)
+        await conn.execute(statement, *args)
+    except asyncpg.InsufficientPrivilegeError:
+        return True
     finally:
         await conn.close()
+    return False
+
+
+@pytest.mark.parametrize("role", ["writer", "signer", "auditor"])
+async def test_no_service_role_can_rewrite_the_log(
+    signed: AuditDb, tmp_path: Path, role: str
+) -> None:
+    url = getattr(signed, role)
+    allowed = [statement for statement in REWRITES if not await refused(url, statement)]
+    assert allowed == []
+    report = await verify(signed, tmp_path, leaves=True)
+    assert (report.ok, report.tree_size) == (True, 40), report.detail
+
+
+async def test_each_role_adds_only_what_its_service_adds(signed: AuditDb) -> None:
+    """The writer appends records (support.append), the signer heads (FORGED_HEAD, above):
+    neither may add the other's, and the auditors' role may add nothing."""
+    record = make_row(40)
+    add_record = (
+        f"INSERT INTO audit_log ({', '.join(COLUMNS)})"
+        f" VALUES ({', '.join(f'${i}' for i in range(1, len(COLUMNS) + 1))})",
+        *record.values,
+    )
+    refusals = {
+        ("signer", "audit_log"): await refused(signed.signer, *add_record),
+        ("writer", "audit_tree_head"): await refused(signed.writer, *FORGED_HEAD),
+        ("auditor", "audit_log"): await refused(signed.auditor, *add_record),
+        ("auditor", "audit_tree_head"): await refused(signed.auditor, *FORGED_HEAD),
+        ("auditor", "audit_head"): await refused(
+            signed.auditor, "UPDATE audit_head SET next_seq = 0 WHERE id = 1"
+        ),
+    }
+    assert refusals == dict.fromkeys(refusals, True)
+    assert await refused(signed.signer, *FORGED_HEAD) is False  # the positive control
 
 
 async def test_the_owner_is_stopped_by_the_triggers(signed: AuditDb) -> None:

@@ -14,7 +14,7 @@ from schemas.referral import VictimReferralSubmitted
 from schemas.registry import case_id_of, validate_payload
 from schemas.returns import ReturnRequested
 from schemas.sar import SarAlertReceived
-from services.router.policy import Facts
+from services.routing.policy import Facts
 from services.runtime.kafka import header_map
 
 _ACTION_PREFIX = ACTION_TYPE_PREFIX.encode()

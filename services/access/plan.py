@@ -1,0 +1,140 @@
+"""The access plan of a deployment, as data: every topic, every principal and every grant.
+
+Pure: derived from the agency registry (the routing policy's `agencies:`) and the deployment's
+topic and group prefixes, so it can be read, tested and diffed without a broker. Each grant is
+the least a principal needs: read its inputs, write its outputs, its own consumer groups (on
+Kafka 4.1, Write on a topic is enough for an idempotent producer: no cluster-wide grant).
+Anything not granted is refused by the broker (`allow.everyone.if.no.acl.found=false`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from schemas.topics import (
+    AUDIT_QUERIES,
+    AUDIT_TREE_HEADS,
+    CASE_EVENTS,
+    DEADLETTER,
+    EVENTS_VALID,
+    FIXED_TOPICS,
+    INBOUND_PREFIX,
+    INBOX_PREFIX,
+    REJECTIONS_PREFIX,
+    ROUTING_DECISIONS,
+    UPDATES_PREFIX,
+    TopicSpec,
+    agency_topics,
+    inbound_topic,
+    inbox_topic,
+    rejections_topic,
+    updates_topic,
+)
+from services.runtime.credentials import OPERATOR, service_principal
+
+SERVICES_WITH_PRINCIPALS = ("intake", "router", "cases", "audit", "signer", "audit-api")
+"""Every CaseBridge process that talks to Kafka, each as its own principal."""
+RESERVED_PREFIX = "casebridge"
+"""Agency ids may not start with this: service principals do."""
+
+
+class Resource(StrEnum):
+    TOPIC = "TOPIC"
+    GROUP = "GROUP"
+
+
+class Operation(StrEnum):
+    READ = "READ"
+    WRITE = "WRITE"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Grant:
+    """Allow `principal` to `operation` on the resource `name` (a prefix when `prefixed`)."""
+
+    principal: str
+    resource: Resource
+    name: str
+    operation: Operation
+    prefixed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AccessPlan:
+    topics: tuple[TopicSpec, ...]
+    principals: tuple[str, ...]
+    grants: tuple[Grant, ...]
+
+
+def group_prefix_of(principal: str, topic_prefix: str = "") -> str:
+    """The consumer groups a principal (an agency, the operator) may use start with this."""
+    return f"{topic_prefix}{principal}."
+
+
+def plan_access(
+    agencies: Iterable[str], *, topic_prefix: str = "", group_prefix: str = "casebridge"
+) -> AccessPlan:
+    agency_ids = tuple(agencies)
+    for agency in agency_ids:
+        if agency.startswith(RESERVED_PREFIX):
+            raise ValueError(f"agency id {agency!r} starts with the reserved {RESERVED_PREFIX!r}")
+    p = topic_prefix
+    topics = tuple(
+        TopicSpec(p + t.name, t.partitions, t.key_description, t.description)
+        for t in (*FIXED_TOPICS, *(s for a in agency_ids for s in agency_topics(a)))
+    )
+    grants: list[Grant] = []
+
+    def allow(principal: str, operation: Operation, *topics: str, prefixed: bool = False) -> None:
+        grants.extend(Grant(principal, Resource.TOPIC, p + t, operation, prefixed) for t in topics)
+
+    def group(principal: str, name: str, *, prefixed: bool = False) -> None:
+        grants.append(Grant(principal, Resource.GROUP, name, Operation.READ, prefixed))
+
+    def service(name: str) -> str:
+        principal = service_principal(name)
+        if name in ("intake", "router", "cases", "audit"):
+            group(principal, f"{group_prefix}.{name}")
+        return principal
+
+    intake = service("intake")
+    allow(intake, Operation.READ, INBOUND_PREFIX, prefixed=True)
+    allow(intake, Operation.WRITE, EVENTS_VALID.name, DEADLETTER.name)
+    allow(intake, Operation.WRITE, REJECTIONS_PREFIX, prefixed=True)
+
+    router = service("router")
+    allow(router, Operation.READ, EVENTS_VALID.name)
+    allow(router, Operation.WRITE, ROUTING_DECISIONS.name, DEADLETTER.name)
+    allow(router, Operation.WRITE, INBOX_PREFIX, prefixed=True)
+
+    cases = service("cases")
+    allow(cases, Operation.READ, EVENTS_VALID.name)
+    allow(cases, Operation.WRITE, CASE_EVENTS.name, DEADLETTER.name)
+    allow(cases, Operation.WRITE, UPDATES_PREFIX, prefixed=True)
+
+    audit = service("audit")
+    allow(audit, Operation.READ, "casebridge.", prefixed=True)
+
+    signer = service("signer")
+    allow(signer, Operation.WRITE, AUDIT_TREE_HEADS.name)
+
+    api = service("audit-api")
+    allow(api, Operation.WRITE, AUDIT_QUERIES.name)
+
+    allow(OPERATOR, Operation.READ, "casebridge.", prefixed=True)
+    group(OPERATOR, group_prefix_of(OPERATOR, p), prefixed=True)
+
+    for agency in agency_ids:
+        allow(agency, Operation.WRITE, inbound_topic(agency))
+        allow(agency, Operation.READ, inbox_topic(agency), updates_topic(agency))
+        allow(agency, Operation.READ, rejections_topic(agency))
+        group(agency, group_prefix_of(agency, p), prefixed=True)
+
+    principals = (
+        *(service_principal(s) for s in SERVICES_WITH_PRINCIPALS),
+        OPERATOR,
+        *agency_ids,
+    )
+    return AccessPlan(topics=topics, principals=principals, grants=tuple(sorted(set(grants))))
