@@ -115,7 +115,8 @@ def wire(settings: Settings, services: Iterable[str], *, clock: Clock | None = N
 
     if "intake" in wanted:
         s = connect("intake", database=True)
-        assert s.db is not None and s.publisher is not None
+        assert s.db is not None
+        assert s.publisher is not None
         intake = Intake(s.publisher, SeenEvents(s.db), topic_prefix=settings.topic_prefix)
         include(s, intake_router(intake, settings))
     if "router" in wanted:
@@ -131,7 +132,8 @@ def wire(settings: Settings, services: Iterable[str], *, clock: Clock | None = N
     coordinator = None
     if "cases" in wanted:
         s = connect("cases", database=True)
-        assert s.db is not None and s.publisher is not None
+        assert s.db is not None
+        assert s.publisher is not None
         secret = settings.person_key_secret
         ctx = CaseContext(
             agencies=directory_of(policy),

@@ -158,7 +158,9 @@ def _await_metadata(admin: AdminClient, plan: AccessPlan, *, within_s: float = 1
     )
     deadline = time.monotonic() + within_s
     while True:
-        users = set(admin.describe_user_scram_credentials().result(timeout=30))
+        described = admin.describe_user_scram_credentials()  # one future when given no users
+        assert isinstance(described, Future)
+        users = set(described.result(timeout=30))
         acls = set(admin.describe_acls(everything).result(timeout=30))
         if wanted_users <= users and wanted_acls <= acls:
             return

@@ -53,9 +53,7 @@ def _item(record: Any) -> FeedItem:
     )
 
 
-async def read_feed(
-    settings: Settings, agency: str, *, idle_s: float = 1.0
-) -> list[FeedItem]:
+async def read_feed(settings: Settings, agency: str, *, idle_s: float = 1.0) -> list[FeedItem]:
     """Everything on an agency's updates topic so far, in order per case, read as that agency
     (its own credentials: the broker lets it read its own topics and no others)."""
     consumer = AIOKafkaConsumer(

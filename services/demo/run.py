@@ -136,9 +136,7 @@ def _print_step(step: coordination.Step, reached: int) -> None:
     print(f"  {mark} v{reached:<2} {step.message.label}")
 
 
-async def run_coordination_part(
-    settings: Settings, conn: asyncpg.Connection, run: str
-) -> bool:
+async def run_coordination_part(settings: Settings, conn: asyncpg.Connection, run: str) -> bool:
     print("\n== Case coordination: SAR incident, victim identification, protection, return ==")
 
     async def send(messages: Sequence[AgencyMessage]) -> None:
