@@ -125,18 +125,18 @@ def test_topic_prefix_is_ignored_for_classification_but_kept_in_the_row() -> Non
 
 
 def test_payload_digest_is_sha256_of_the_raw_value() -> None:
-    r = describe(record("casebridge.inbound.referrals"))
+    r = describe(record("casebridge.in.id-shelter-ngo"))
     assert r.payload_digest == hashlib.sha256(PAYLOAD).digest()
     assert r.raw_value == PAYLOAD
     assert r.payload_json == PAYLOAD.decode()
 
 
 def test_null_value_digests_as_empty() -> None:
-    r = describe(record("casebridge.inbound.referrals", value=None))
+    r = describe(record("casebridge.in.id-shelter-ngo", value=None))
     assert r.payload_digest == hashlib.sha256(b"").digest()
     assert r.raw_value is None
     assert r.payload_json is None
-    assert r.agency is None
+    assert r.agency == "id-shelter-ngo", "who sent it still follows from the topic"
 
 
 @pytest.mark.parametrize(
@@ -145,7 +145,7 @@ def test_null_value_digests_as_empty() -> None:
     ids=["binary", "truncated JSON", "not UTF-8", "NUL escape"],
 )
 def test_value_postgres_cannot_store_as_jsonb_keeps_its_raw_bytes(value: bytes) -> None:
-    r = describe(record("casebridge.inbound.referrals", value=value))
+    r = describe(record("casebridge.in.id-shelter-ngo", value=value))
     assert r.payload_json is None
     assert r.raw_value == value
     assert r.payload_digest == hashlib.sha256(value).digest()
@@ -153,7 +153,7 @@ def test_value_postgres_cannot_store_as_jsonb_keeps_its_raw_bytes(value: bytes) 
 
 def test_only_cloudevents_and_casebridge_headers_are_kept_bounded() -> None:
     headers = [*EVENT_HEADERS, ("cb_note", b"n" * 5000), ("x-trace", b"t"), ("ce_bad", None)]
-    r = describe(record("casebridge.inbound.referrals", headers=headers))
+    r = describe(record("casebridge.in.id-shelter-ngo", headers=headers))
     assert set(r.attributes) == {
         "ce_id",
         "ce_source",
@@ -170,12 +170,13 @@ def test_only_cloudevents_and_casebridge_headers_are_kept_bounded() -> None:
 
 def test_subject_falls_back_to_the_key() -> None:
     headers = [h for h in EVENT_HEADERS if h[0] != "ce_subject"]
-    assert describe(record("casebridge.inbound.sar", headers=headers)).subject == "REF-1"
-    assert describe(record("casebridge.inbound.sar", headers=headers, key=None)).subject is None
+    assert describe(record("casebridge.in.au-jrcc", headers=headers)).subject == "REF-1"
+    assert describe(record("casebridge.in.au-jrcc", headers=headers, key=None)).subject is None
 
 
 def test_reporting_agency_is_bounded_and_must_be_text() -> None:
+    """Where no topic names the agency (the case event log), the payload's does."""
     long = orjson.dumps({"reporting_agency": "a" * 500})
-    assert describe(record("casebridge.inbound.sar", value=long)).agency == "a" * 64
+    assert describe(record("casebridge.cases.events", value=long)).agency == "a" * 64
     odd = orjson.dumps({"reporting_agency": ["not", "text"]})
-    assert describe(record("casebridge.inbound.sar", value=odd)).agency is None
+    assert describe(record("casebridge.cases.events", value=odd)).agency is None

@@ -19,14 +19,14 @@ def record(
     value: bytes | None = b'{"case_id": "REF-1"}',
     key: bytes | None = b"REF-1",
     headers: list[tuple[str, bytes | None]] | None = None,
-    topic: str = "casebridge.inbound.referrals",
+    topic: str = "casebridge.in.id-shelter-ngo",
     partition: int = 2,
     offset: int = 41,
 ) -> ConsumerRecord[Any, Any]:
     if headers is None:
         headers = [
             ("ce_id", b"evt-1"),
-            ("ce_source", b"urn:agency:x"),
+            ("ce_source", b"urn:casebridge:agency:x"),
             ("ce_type", b"org.casebridge.referral.submitted.v1"),
         ]
     return ConsumerRecord(
@@ -57,7 +57,7 @@ def test_body_keeps_the_original_record_whole() -> None:
     body = orjson.loads(out.value)
     original = body["original"]
     assert original == {
-        "topic": "casebridge.inbound.referrals",
+        "topic": "casebridge.in.id-shelter-ngo",
         "partition": 2,
         "offset": 41,
         "timestamp_ms": 1_700_000_000_000,
@@ -89,10 +89,10 @@ def test_reason_and_original_identity_are_in_the_headers() -> None:
     h = out.headers
     assert h["cb_error_code"] == "INVALID_PAYLOAD"
     assert h["cb_error_message"] == ERROR.message
-    assert h["cb_origin"] == "casebridge.inbound.referrals/2/41"
+    assert h["cb_origin"] == "casebridge.in.id-shelter-ngo/2/41"
     assert (h["cb_original_id"], h["cb_original_source"], h["cb_original_type"]) == (
         "evt-1",
-        "urn:agency:x",
+        "urn:casebridge:agency:x",
         "org.casebridge.referral.submitted.v1",
     )
     assert h["ce_subject"] == "evt-1"
@@ -106,7 +106,7 @@ def test_id_is_derived_from_the_position_so_a_replay_repeats_it() -> None:
     first = dead_letter(record(), ERROR, rejected_by="intake").headers["ce_id"]
     again = dead_letter(record(), ERROR, rejected_by="intake").headers["ce_id"]
     elsewhere = dead_letter(record(offset=42), ERROR, rejected_by="intake").headers["ce_id"]
-    assert first == again == derived_id("deadletter", "casebridge.inbound.referrals/2/41")
+    assert first == again == derived_id("deadletter", "casebridge.in.id-shelter-ngo/2/41")
     assert elsewhere != first
 
 

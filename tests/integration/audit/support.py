@@ -73,7 +73,7 @@ def make_row(seq: int, *, case: str | None = None, raw: bytes | None = b"", day:
     digest = hashlib.sha256(raw or b"").digest()
     event_id = f"evt-{seq:04d}"
     source = f"urn:casebridge:agency:{agency}"
-    topic = "casebridge.inbound.referrals"
+    topic = "casebridge.in.id-shelter-ngo"
     entry = AuditEntry(
         seq=seq,
         event_id=event_id,

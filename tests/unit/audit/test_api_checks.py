@@ -47,7 +47,7 @@ def row(seq: int, *, raw: bytes | None = None, subject: str | None = "CASE-1") -
         agency="id-police-aht",
         outcome="received",
         reason_code=None,
-        kafka_topic="casebridge.inbound.referrals",
+        kafka_topic="casebridge.in.id-shelter-ngo",
         kafka_partition=seq % 6,
         kafka_offset=seq * 2,
         attributes_json='{"ce_id": "e"}',
