@@ -1,9 +1,10 @@
 """Case coordination on the wire: the actions agencies send and the events CaseBridge emits.
 
 Actions (inbound, on the acting agency's own ``casebridge.in.<agency>``) report what an agency
-did or wants on a case: ``org.casebridge.case.<action>.v1``. Each carries ``expected_version``
-so two caseworkers cannot silently overwrite each other. CaseBridge answers every action with either a
-``TransitionRecorded`` or a ``TransitionRejected`` (reason code + message, never personal data).
+did or wants on a case: ``org.casebridge.case.<action>.v1``. Each carries
+``expected_version`` so two caseworkers cannot silently overwrite each other. CaseBridge
+answers every action with either a ``TransitionRecorded`` or a ``TransitionRejected`` (reason
+code + message, never personal data).
 
 Emitted events (``org.casebridge.cases.<name>.v1``, the family naming the emitting service) are
 not registered as inbound types, so no agency can publish one.
