@@ -1,25 +1,35 @@
 """`python -m benchmarks.pipeline`: raw aiokafka passthrough against the CaseBridge pipeline.
 
-Both run on the real broker, in one run, on the same machine, so the ratio between them is
-what to compare across machines and runs (absolute figures drift on shared machines):
+Both run on the real, secured broker (SASL_SSL with SCRAM-SHA-512 over the deployment's private
+CA, ACLs enforced by StandardAuthorizer), in one run, on the same machine, so the ratio between
+them is what to compare across machines and runs (absolute figures drift on shared machines):
 
 (a) baseline: a plain aiokafka copier. N events are pre-loaded into an input topic, then one
     consumer (`getmany`, the same batch size and timeout as the services) and one idempotent
-    producer (acks=all, the services' linger and batch size) copy them to an output topic,
-    committing offsets after every batch once the batch's sends are acknowledged. Messages/s.
+    producer (acks=all, the services' linger, batch and request sizes) copy them to an output
+    topic, committing offsets after every batch once the batch's sends are acknowledged.
+    It connects as a principal of its own, `casebridge-bench`, exactly as a service does (same
+    TLS, same SCRAM mechanism, ACLs only on its two topics and its consumer group), so both
+    sides pay for TLS, authentication and authorisation alike. Messages/s.
 (b) pipeline: intake, router and audit run as one OS process each (`casebridge run
-    --services <name>`), so the load spreads over the cores. After a warm-up round trip,
-    N valid events are published at full speed by one idempotent producer, and the benchmark
+    --services <name>`), so the load spreads over the cores; each connects as its own Kafka
+    principal and database role, reading its secrets from the run directory. After a warm-up
+    round trip, N valid events are published at full speed by the agencies themselves: one
+    idempotent producer per agency, with that agency's credentials, to its own inbound topic
+    (`casebridge.in.<agency>`, `ce_source` and `reporting_agency` naming it). The benchmark
     waits until the audit log holds every row they must produce: 1 `received`, 1 `routed` and
     one `delivered` row per inbox the routing policy chooses (computed with the policy itself).
     Events/s = N / (first publish -> the last of those rows' `recorded_at`). The latency of an
     event is from its publish (just before `send`) to the `recorded_at` of the last of its
     audit rows (the routing-decision row's latency is printed too).
 
-Every run uses a topic namespace and consumer-group prefix of its own and, unless
---reuse-database is given, a fresh database (created by the superuser as infra/postgres sets up
-`casebridge`, owned by the owner role, migrated), which is dropped afterwards with the run's
-topics (--keep keeps both, and the service logs).
+Every run is a deployment of its own on the running stack: its own topic prefix and
+consumer-group prefix, set up as `casebridge agencies sync` sets one up (topics, SCRAM
+credentials and ACLs, as the super user, plus the baseline's principal and topics) and, unless
+--reuse-database is given, a fresh database (created by the superuser `postgres` as
+infra/postgres sets up `casebridge`, owned by and migrated as `casebridge_owner`). The audit rows
+are read as the read-only `casebridge_auditor`. Afterwards the run's topics, ACLs and database
+are dropped (--keep keeps them, and the service logs).
 
 The CPU lines say where the cores went during each measurement: every service process, the
 broker and PostgreSQL of infra/stack.sh, this process, and the rest of the machine; "CPU per
@@ -58,16 +68,28 @@ from typing import Any, TextIO
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
-from aiokafka.admin import AIOKafkaAdminClient
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AclBindingFilter
 from sqlalchemy.engine import make_url
 
 from schemas.errors import EventRejected
-from services.bootstrap import load_routing_policy, topic_plan
+from schemas.identity import agency_source
+from schemas.topics import PER_AGENCY_PARTITIONS, TopicSpec, agency_of_inbound, inbound_topic
+from services.access.broker import _binding, admin_client, sync
+from services.access.plan import AccessPlan, Grant, Operation, Resource, plan_access
+from services.bootstrap import load_routing_policy
 from services.intake.screening import screen
 from services.routing.facts import facts_of
 from services.routing.policy import RoutingPolicy, route
+from services.runtime.credentials import (
+    AUDITOR_ROLE,
+    OWNER_ROLE,
+    KafkaClientConfig,
+    database_url,
+    kafka_client,
+)
 from services.runtime.database import asyncpg_dsn
-from services.runtime.kafka import ensure_topics
+from services.runtime.kafka import MAX_RECORD_BYTES
 from services.runtime.migrations import upgrade
 from services.runtime.settings import REPO_ROOT, Settings
 
@@ -76,17 +98,25 @@ PIPELINE = ("intake", "router", "audit")
 RUN_SETTINGS = (
     "kafka_bootstrap",
     "database_url",
-    "migration_database_url",
+    "run_dir",
     "topic_prefix",
     "group_prefix",
 )
-"""The settings a run sets for its services; the rest come from the environment."""
+"""The settings a run sets for its services (they read their secrets under `run_dir`); the rest
+come from the environment."""
+SUPERUSER = "postgres"
+"""Creates and drops the run's database (the owner role is NOCREATEDB by design)."""
+BENCH_PRINCIPAL = "casebridge-bench"
+"""The baseline's Kafka principal: like a service's, with ACLs on its own topics and group only
+(granted for the run, removed with it; its credential stays, like every principal's)."""
 TARGET_EVENTS_PER_S = 2_000
 PRODUCER_BATCH_BYTES = 256 * 1024
-"""The services' producer batch size (services.runtime.kafka.create_broker)."""
+"""The services' producer batch size (services.runtime.kafka.KafkaPublisher)."""
+METADATA_MAX_AGE_MS = 5_000
+"""As the services' producers and consumers (services.runtime.kafka)."""
 FETCH_BYTES = 2 * 1024 * 1024
 """The services' max_partition_fetch_bytes (services.runtime.kafka.batch_subscriber)."""
-PASSTHROUGH_PARTITIONS = 6
+PASSTHROUGH_PARTITIONS = PER_AGENCY_PARTITIONS
 """As many as an inbound topic has."""
 READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
@@ -100,8 +130,11 @@ POLL_S = 0.05
 class BenchEvent:
     """One agency event to publish, and how many inbox deliveries the policy makes of it."""
 
+    agency: str
+    """Who publishes it, with its own credentials."""
     topic: str
-    """Logical topic name (the run's prefix is added when publishing)."""
+    """Logical topic name, the agency's inbound topic (the run's prefix is added when
+    publishing)."""
     key: bytes
     headers: list[tuple[str, bytes]]
     value: bytes
@@ -138,8 +171,11 @@ def _indicators(rng: random.Random) -> list[dict[str, str]]:
     return [{"dimension": d, "indicator": i, "strength": rng.choice(_STRENGTHS)} for d, i in chosen]
 
 
-def _payload(kind: str, rng: random.Random, case_id: str, n: int, now: str) -> dict[str, Any]:
-    """A synthetic payload shaped like the demo scenario's (services/demo/scenario.py)."""
+def _payload(
+    kind: str, agency: str, rng: random.Random, case_id: str, n: int, now: str
+) -> dict[str, Any]:
+    """A synthetic payload shaped like the demo scenario's (services/demo/scenario.py), as
+    `agency` reports it."""
     person: dict[str, Any] = {
         "given_name": "Synthetic",
         "family_name": f"Person-{n}",
@@ -150,7 +186,7 @@ def _payload(kind: str, rng: random.Random, case_id: str, n: int, now: str) -> d
         person.update(age_estimate=rng.randint(12, 19), age_disputed=True)
         return {
             "case_id": case_id,
-            "reporting_agency": "id-shelter-ngo",
+            "reporting_agency": agency,
             "referred_at": now,
             "person": person,
             "type_of_exploitation": rng.choice(
@@ -165,7 +201,7 @@ def _payload(kind: str, rng: random.Random, case_id: str, n: int, now: str) -> d
         person.update(age_estimate=rng.randint(19, 60))
         return {
             "case_id": case_id,
-            "reporting_agency": "id-labour-inspectorate",
+            "reporting_agency": agency,
             "referred_at": now,
             "person": person,
             "type_of_exploitation": rng.choice(
@@ -183,7 +219,7 @@ def _payload(kind: str, rng: random.Random, case_id: str, n: int, now: str) -> d
         person.update(age_estimate=rng.randint(18, 50))
         return {
             "case_id": case_id,
-            "reporting_agency": "id-return-programme",
+            "reporting_agency": agency,
             "requested_at": now,
             "person": person,
             "origin_country": person["nationality"],
@@ -195,7 +231,7 @@ def _payload(kind: str, rng: random.Random, case_id: str, n: int, now: str) -> d
         }
     return {
         "case_id": case_id,
-        "reporting_agency": "id-rcc-jakarta",
+        "reporting_agency": agency,
         "sitrep_number": rng.randint(1, 5),
         "phase": rng.choice(("DETRESFA", "ALERFA", "INCERFA")),
         "priority": rng.choice(("DISTRESS", "URGENCY")),
@@ -213,28 +249,32 @@ def _payload(kind: str, rng: random.Random, case_id: str, n: int, now: str) -> d
     }
 
 
-_TYPE_OF = {
+_SENDERS = {
     "referral-adult": (
-        "casebridge.inbound.referrals",
+        "id-labour-inspectorate",
+        "inspections",
         "org.casebridge.referral.submitted.v1",
-        "urn:agency:id-labour-inspectorate:inspections",
     ),
-    "referral-child": (
-        "casebridge.inbound.referrals",
-        "org.casebridge.referral.submitted.v1",
-        "urn:agency:id-shelter-ngo:casework",
-    ),
-    "return": (
-        "casebridge.inbound.returns",
-        "org.casebridge.return.requested.v1",
-        "urn:agency:id-return-programme:avrr",
-    ),
-    "sar-alert": (
-        "casebridge.inbound.sar",
-        "org.casebridge.sar.alert.v1",
-        "urn:agency:id-rcc-jakarta:sar-console",
-    ),
+    "referral-child": ("id-shelter-ngo", "casework", "org.casebridge.referral.submitted.v1"),
+    "return": ("id-return-programme", "avrr", "org.casebridge.return.requested.v1"),
+    "sar-alert": ("id-rcc-jakarta", "sar-console", "org.casebridge.sar.alert.v1"),
 }
+"""Kind -> (reporting agency, its system in `ce_source`, CloudEvents type)."""
+_NAMED_AGENCIES = ("mm-return-reception", "id-rcc-jakarta", "au-jrcc")
+"""Agencies the payloads name besides the senders (receiving agency, coordinating RCC)."""
+
+
+def check_registry(policy: RoutingPolicy) -> None:
+    """Every agency the event mix names is in the registry (the routing policy's `agencies:`),
+    so each sender has credentials, an inbound topic and ACLs once the run is set up."""
+    known = {a.id for a in policy.agencies}
+    named = {sender for sender, _, _ in _SENDERS.values()} | set(_NAMED_AGENCIES)
+    missing = sorted(named - known)
+    if missing:
+        raise ValueError(
+            f"the event mix names agencies missing from the registry {missing}:"
+            " add them to the routing policy's agencies or change the mix"
+        )
 
 
 def planned_deliveries(policy: RoutingPolicy, event: BenchEvent) -> int:
@@ -255,20 +295,26 @@ def planned_deliveries(policy: RoutingPolicy, event: BenchEvent) -> int:
         serialized_value_size=len(event.value),
         headers=event.headers,
     )
-    screen(record)
+    agency = agency_of_inbound(event.topic)
+    if agency != event.agency:
+        raise ValueError(f"{event.topic} is not the inbound topic of {event.agency}")
+    screen(record, agency)
     facts, _ = facts_of(record)
     return len(route(policy, facts).deliveries)
 
 
 def make_events(count: int, *, run: str, policy: RoutingPolicy, seed: int) -> list[BenchEvent]:
-    """`count` valid events in a fixed mix, each with its own event id and case id."""
+    """`count` valid events in a fixed mix, each with its own event id and case id, each as
+    its agency publishes it (its inbound topic, its `ce_source`, itself as `reporting_agency`)."""
+    check_registry(policy)
     rng = random.Random(seed)
     kinds = [k for k, _ in _KINDS]
     weights = [w for _, w in _KINDS]
     events: list[BenchEvent] = []
     for n in range(count):
         kind = rng.choices(kinds, weights)[0]
-        topic, ce_type, source = _TYPE_OF[kind]
+        agency, system, ce_type = _SENDERS[kind]
+        source = agency_source(agency, system)
         case_id = f"{kind[:3].upper()}-{run}-{n:07d}"
         event_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         now = datetime.now(UTC).isoformat()
@@ -282,10 +328,11 @@ def make_events(count: int, *, run: str, policy: RoutingPolicy, seed: int) -> li
             ("content-type", b"application/json"),
         ]
         draft = BenchEvent(
-            topic=topic,
+            agency=agency,
+            topic=inbound_topic(agency),
             key=case_id.encode(),
             headers=headers,
-            value=orjson.dumps(_payload(kind, rng, case_id, n, now)),
+            value=orjson.dumps(_payload(kind, agency, rng, case_id, n, now)),
             event_id=event_id,
             kind=kind,
             deliveries=0,
@@ -438,25 +485,54 @@ def percentile(sorted_values: Sequence[float], p: float) -> float:
     return sorted_values[rank - 1]
 
 
-def producer(bootstrap: str, linger_ms: int) -> AIOKafkaProducer:
-    """An idempotent, acks=all producer batching like the services' producer."""
+def producer(client: KafkaClientConfig, linger_ms: int) -> AIOKafkaProducer:
+    """An idempotent, acks=all producer connected as `client` (SASL_SSL, SCRAM-SHA-512, the
+    deployment's CA) and batching exactly like the services' producer
+    (services.runtime.kafka.KafkaPublisher)."""
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+        **client.aiokafka(),
+        client_id=client.username,
         enable_idempotence=True,
         acks="all",
         linger_ms=linger_ms,
         max_batch_size=PRODUCER_BATCH_BYTES,
+        max_request_size=MAX_RECORD_BYTES,
+        metadata_max_age_ms=METADATA_MAX_AGE_MS,
     )
 
 
+@dataclass
+class AgencyProducers:
+    """One producer per agency, each connected with that agency's own credentials: the broker
+    lets an agency write its own inbound topic only."""
+
+    settings: Settings
+    producers: dict[str, AIOKafkaProducer] = field(default_factory=dict)
+
+    async def start(self, agencies: Sequence[str]) -> None:
+        for agency in sorted(set(agencies)):
+            prod = producer(kafka_client(self.settings, agency), self.settings.producer_linger_ms)
+            self.producers[agency] = prod
+            await prod.start()
+
+    def __call__(self, event: BenchEvent) -> AIOKafkaProducer:
+        return self.producers[event.agency]
+
+    async def stop(self) -> None:
+        for prod in self.producers.values():
+            await prod.stop()
+        self.producers.clear()
+
+
 async def publish(
-    prod: AIOKafkaProducer,
+    producer_of: Callable[[BenchEvent], AIOKafkaProducer],
     events: Sequence[BenchEvent],
     *,
     topic_prefix: str,
     rate: float = 0.0,
 ) -> list[float]:
-    """Publish `events` in order (paced at `rate`/s when > 0); wall-clock send time of each.
+    """Publish `events` in order, each with `producer_of(event)` (paced at `rate`/s when > 0);
+    wall-clock send time of each.
 
     Returns once the broker has acknowledged every event; raises if any send failed.
     """
@@ -470,34 +546,10 @@ async def publish(
                 await asyncio.sleep(delay)
         sent_at[i] = time.time()
         futures.append(
-            await prod.send(topic_prefix + e.topic, e.value, key=e.key, headers=e.headers)
+            await producer_of(e).send(topic_prefix + e.topic, e.value, key=e.key, headers=e.headers)
         )
     await asyncio.gather(*futures)
     return sent_at
-
-
-async def create_topics(bootstrap: str, plan: Sequence[tuple[str, int, dict[str, str]]]) -> None:
-    """Create the topics of `plan` and wait until every partition has a leader."""
-    await ensure_topics(bootstrap, plan)
-    names = [name for name, _, _ in plan]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            topics = await admin.describe_topics(names)
-            ready = len(topics) == len(names) and all(
-                t["error_code"] == 0
-                and all(p["error_code"] == 0 and p["leader"] >= 0 for p in t["partitions"])
-                for t in topics
-            )
-            if ready:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError("the benchmark's topics got no partition leaders")
-            await asyncio.sleep(POLL_S)
-    finally:
-        await admin.close()
 
 
 async def machine_load(seconds: float = 1.0) -> float:
@@ -536,28 +588,28 @@ async def passthrough(
     timeout_s: float,
     probes: dict[str, Callable[[], float]],
 ) -> PassthroughResult:
-    prefix = settings.topic_prefix
-    source, target = f"{prefix}bench.passthrough.in", f"{prefix}bench.passthrough.out"
-    await create_topics(
-        settings.kafka_bootstrap,
-        [(source, PASSTHROUGH_PARTITIONS, {}), (target, PASSTHROUGH_PARTITIONS, {})],
-    )
-    loader = producer(settings.kafka_bootstrap, settings.producer_linger_ms)
+    source, target = passthrough_topics(settings)
+    client = kafka_client(settings, BENCH_PRINCIPAL)
+    loader = producer(client, settings.producer_linger_ms)
     await loader.start()
     try:
-        await publish(loader, [replace(e, topic=source) for e in events], topic_prefix="")
+        await publish(lambda _: loader, [replace(e, topic=source) for e in events], topic_prefix="")
     finally:
         await loader.stop()
 
+    # The consumer as FastStream configures the services' batch subscribers
+    # (services.runtime.kafka.batch_subscriber, create_broker).
     consumer = AIOKafkaConsumer(
         source,
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=f"{settings.group_prefix}.passthrough",
+        **client.aiokafka(),
+        client_id=client.username,
+        group_id=passthrough_group(settings),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         max_partition_fetch_bytes=FETCH_BYTES,
+        metadata_max_age_ms=METADATA_MAX_AGE_MS,
     )
-    copier = producer(settings.kafka_bootstrap, settings.producer_linger_ms)
+    copier = producer(client, settings.producer_linger_ms)
     await copier.start()
     await consumer.start()
     try:
@@ -770,7 +822,9 @@ class AuditWatch:
         self.first_seq = 0
 
     async def next_seq(self) -> int:
-        value: int = await self._conn.fetchval("SELECT next_seq FROM audit_head WHERE id = 1")
+        """The seq the next row will get (seqs are gap-free and committed in order; the
+        auditor role may read the log, not the writer's `audit_head`)."""
+        value: int = await self._conn.fetchval("SELECT coalesce(max(seq) + 1, 0) FROM audit_log")
         return value
 
     async def mark(self) -> None:
@@ -800,13 +854,22 @@ class AuditWatch:
         )
         return rows
 
-    async def intake_done(self, event_ids: list[str]) -> float:
-        """When intake's last transaction for these events began (its batch's start)."""
-        at: datetime | None = await self._conn.fetchval(
+
+async def intake_done(settings: Settings, event_ids: list[str]) -> float:
+    """When intake's last transaction for these events began (its batch's start).
+
+    Intake's table is readable by intake and the owner only: read as the owner (the role that
+    set the database up), once the measurement is over.
+    """
+    conn = await asyncpg.connect(asyncpg_dsn(database_url(settings, OWNER_ROLE)))
+    try:
+        at: datetime | None = await conn.fetchval(
             "SELECT max(first_seen_at) FROM intake_seen_event WHERE event_id = ANY($1::text[])",
             event_ids,
         )
-        return at.timestamp() if at is not None else 0.0
+    finally:
+        await conn.close()
+    return at.timestamp() if at is not None else 0.0
 
 
 def router_done(rows: Sequence[asyncpg.Record]) -> float:
@@ -875,18 +938,15 @@ async def pipeline(
     profile: str | None,
     probes: dict[str, Callable[[], float]],
 ) -> PipelineResult:
-    policy = load_routing_policy(settings)
-    await create_topics(
-        settings.kafka_bootstrap, topic_plan(policy, topic_prefix=settings.topic_prefix)
-    )
-    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    # The audit log is read as the auditors read it: the read-only role.
+    conn = await asyncpg.connect(asyncpg_dsn(database_url(settings, AUDITOR_ROLE)))
     services = ServiceProcesses(groups=groups, settings=settings, log_dir=log_dir, profile=profile)
-    prod = producer(settings.kafka_bootstrap, settings.producer_linger_ms)
+    prod = AgencyProducers(settings)
     try:
         watch = AuditWatch(conn, settings.topic_prefix)
         await watch.mark()
         services.start()
-        await prod.start()
+        await prod.start([e.agency for e in (*warmup, *events)])
         # Warm-up: every consumer group has joined, and the code paths are warm, once the
         # warm-up events are all in the audit log.
         await publish(prod, warmup, topic_prefix=settings.topic_prefix)
@@ -912,7 +972,7 @@ async def pipeline(
         latency_last, latency_routed, end, problems = measure(events, sent_at, rows)
         done = {
             "published": sent_at[-1],
-            "intake": await watch.intake_done([e.event_id for e in events]),
+            "intake": await intake_done(settings, [e.event_id for e in events]),
             "router": router_done(rows),
             "audit": end,
         }
@@ -939,62 +999,141 @@ async def pipeline(
 # --- set-up and clean-up ------------------------------------------------------------------
 
 
-def with_database(url: str, database: str) -> str:
-    return make_url(url).set(database=database).render_as_string(hide_password=False)
+def with_database(settings: Settings, database: str) -> Settings:
+    """`settings` on the same server, another database."""
+    url = make_url(settings.database_url).set(database=database)
+    return settings.model_copy(update={"database_url": url.render_as_string(hide_password=False)})
 
 
-def admin_url_for(owner_url: str) -> str:
-    """The superuser URL infra/postgres/postgres.sh prints: same server, role postgres."""
-    url = make_url(owner_url).set(drivername="postgresql", username="postgres", database="postgres")
-    return url.render_as_string(hide_password=False)
+async def create_database(settings: Settings) -> str:
+    """A new database on `settings`' server, set up as infra/postgres/postgres.sh sets up
+    `casebridge` (owned by the owner role, nothing for PUBLIC), migrated as the owner; the
+    migrations grant each service role what it needs.
 
-
-async def create_database(admin_url: str, owner_url: str, app_url: str) -> str:
-    """A new database set up as infra/postgres/postgres.sh sets up `casebridge`, migrated.
-
-    Creating a database needs the superuser: the owner role is NOCREATEDB by design.
+    Creating a database needs the superuser (password file under the run directory): the
+    owner role is NOCREATEDB by design.
     """
     name = f"cbbench_{uuid.uuid4().hex[:12]}"
-    owner = make_url(owner_url).username or "casebridge_owner"
-    app = make_url(app_url).username or "casebridge_app"
-    conn = await asyncpg.connect(asyncpg_dsn(admin_url))
+    server = asyncpg_dsn(database_url(with_database(settings, "postgres"), SUPERUSER))
+    fresh = with_database(settings, name)
+    conn = await asyncpg.connect(server)
     try:
         await conn.execute(
-            f'CREATE DATABASE "{name}" OWNER "{owner}" ENCODING \'UTF8\' TEMPLATE template0'
+            f'CREATE DATABASE "{name}" OWNER "{OWNER_ROLE}" ENCODING \'UTF8\' TEMPLATE template0'
         )
     finally:
         await conn.close()
-    conn = await asyncpg.connect(asyncpg_dsn(with_database(admin_url, name)))
+    conn = await asyncpg.connect(asyncpg_dsn(database_url(fresh, SUPERUSER)))
     try:
         await conn.execute(
             f'REVOKE ALL ON DATABASE "{name}" FROM PUBLIC;'
-            f' GRANT CONNECT, TEMPORARY ON DATABASE "{name}" TO "{owner}", "{app}";'
+            f' GRANT CONNECT, TEMPORARY ON DATABASE "{name}" TO "{OWNER_ROLE}";'
             " REVOKE CREATE ON SCHEMA public FROM PUBLIC;"
-            f' GRANT USAGE ON SCHEMA public TO "{app}";'
         )
     finally:
         await conn.close()
-    await asyncio.to_thread(upgrade, with_database(owner_url, name))
+    await asyncio.to_thread(upgrade, database_url(fresh, OWNER_ROLE))
     return name
 
 
-async def drop_database(admin_url: str, name: str) -> None:
-    conn = await asyncpg.connect(asyncpg_dsn(admin_url))
+async def drop_database(settings: Settings, name: str) -> None:
+    conn = await asyncpg.connect(
+        asyncpg_dsn(database_url(with_database(settings, "postgres"), SUPERUSER))
+    )
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
 
 
-async def delete_topics(bootstrap: str, prefix: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        if names:
-            await admin.delete_topics(names)
-    finally:
-        await admin.close()
+def passthrough_topics(settings: Settings) -> tuple[str, str]:
+    """The baseline's input and output topics (outside `casebridge.`: nobody else reads them)."""
+    prefix = settings.topic_prefix
+    return f"{prefix}bench.passthrough.in", f"{prefix}bench.passthrough.out"
+
+
+def passthrough_group(settings: Settings) -> str:
+    return f"{settings.group_prefix}.passthrough"
+
+
+def run_access_plan(settings: Settings, policy: RoutingPolicy) -> AccessPlan:
+    """The run's deployment as `casebridge agencies sync` plans it (every agency of the
+    registry, the run's topic and group prefixes), plus the baseline's principal: its two
+    topics, at the services' partition count, and its consumer group, nothing else."""
+    plan = plan_access(
+        [a.id for a in policy.agencies],
+        topic_prefix=settings.topic_prefix,
+        group_prefix=settings.group_prefix,
+    )
+    source, target = passthrough_topics(settings)
+    topics = tuple(
+        TopicSpec(name, PASSTHROUGH_PARTITIONS, "the original key", "benchmark baseline")
+        for name in (source, target)
+    )
+    grants = (
+        Grant(BENCH_PRINCIPAL, Resource.TOPIC, source, Operation.WRITE),  # pre-loading
+        Grant(BENCH_PRINCIPAL, Resource.TOPIC, source, Operation.READ),
+        Grant(BENCH_PRINCIPAL, Resource.TOPIC, target, Operation.WRITE),
+        Grant(BENCH_PRINCIPAL, Resource.GROUP, passthrough_group(settings), Operation.READ),
+    )
+    return AccessPlan(
+        topics=(*plan.topics, *topics),
+        principals=(*plan.principals, BENCH_PRINCIPAL),
+        grants=tuple(sorted({*plan.grants, *grants})),
+    )
+
+
+def run_grants(settings: Settings, plan: AccessPlan) -> list[Grant]:
+    """The grants of `plan` that belong to this run alone (named under its prefixes)."""
+    prefixes = (settings.topic_prefix, settings.group_prefix + ".")
+    if not all(prefixes):
+        raise ValueError("a benchmark run needs a topic prefix and a group prefix of its own")
+    return [g for g in plan.grants if g.name.startswith(prefixes)]
+
+
+def tear_down_broker(settings: Settings, plan: AccessPlan) -> list[str]:
+    """Delete the run's topics, consumer groups and ACLs (as the super user); what could not
+    be deleted, one line each. Credentials stay, as every principal's does, and no longer open
+    anything of the run."""
+    admin = admin_client(settings)
+    prefix = settings.topic_prefix
+    if not prefix:
+        raise ValueError("refusing to delete topics without a run prefix")
+    failed: list[str] = []
+
+    def wait(kind: str, futures: dict[Any, Any]) -> None:
+        for what, future in futures.items():
+            try:
+                future.result(timeout=60)
+            except KafkaException as error:
+                failed.append(f"{kind} {what}: {error}")
+
+    names = [t for t in admin.list_topics(timeout=30).topics if t.startswith(prefix)]
+    if names:
+        wait("topic", admin.delete_topics(names))
+    listed = admin.list_consumer_groups().result(timeout=30)
+    groups = [
+        g.group_id
+        for g in listed.valid
+        if g.group_id.startswith((settings.group_prefix + ".", prefix))
+    ]
+    if groups:
+        wait("consumer group", admin.delete_consumer_groups(groups))
+    filters = [
+        AclBindingFilter(
+            b.restype,
+            b.name,
+            b.resource_pattern_type,
+            b.principal,
+            b.host,
+            b.operation,
+            b.permission_type,
+        )
+        for b in (_binding(g) for g in run_grants(settings, plan))
+    ]
+    if filters:
+        wait("ACLs", admin.delete_acls(filters))
+    return failed
 
 
 # --- the command --------------------------------------------------------------------------
@@ -1011,27 +1150,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--events", type=int, default=20_000, help="events per measurement")
     p.add_argument("--warmup", type=int, default=500, help="events before the measured run")
-    p.add_argument("--bootstrap", default=defaults.kafka_bootstrap, help="Kafka bootstrap")
+    p.add_argument(
+        "--bootstrap", default=defaults.kafka_bootstrap, help="Kafka bootstrap (SASL_SSL)"
+    )
     p.add_argument(
         "--database-url",
         default=defaults.database_url,
-        help="application-role URL; its database is replaced by the fresh one",
-    )
-    p.add_argument(
-        "--owner-url",
-        default=defaults.migration_database_url,
-        help="owner-role URL: owns and migrates the fresh database",
-    )
-    p.add_argument(
-        "--admin-url",
-        default=os.environ.get("CASEBRIDGE_DB_ADMIN_URL"),
-        help="superuser URL that creates and drops the fresh database (default:"
-        " $CASEBRIDGE_DB_ADMIN_URL, else role postgres on the owner URL's server)",
+        help="the server (host, port) the run's fresh database is created on, without a role"
+        " (each process connects as its own role with its password from the run dir)",
     )
     p.add_argument(
         "--reuse-database",
         action="store_true",
-        help="use the databases of the URLs as they are (migrated to head) instead",
+        help="use the database of --database-url as it is (migrated to head) instead",
     )
     p.add_argument(
         "--layout",
@@ -1052,9 +1183,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         " pyinstrument samples wall time. Output is kept with the logs",
     )
     p.add_argument(
+        "--run-dir",
         "--stack-run-dir",
-        default=os.environ.get("CASEBRIDGE_RUN_DIR", str(REPO_ROOT / ".run")),
-        help="run dir of infra/stack.sh, to find the broker's and PostgreSQL's CPU use",
+        type=Path,
+        default=defaults.run_dir,
+        help="run dir of infra/stack.sh (default $CASEBRIDGE_RUN_DIR, else .run): its secrets"
+        " (Kafka client files, database passwords) and the broker's and PostgreSQL's pids",
     )
     p.add_argument("--seed", type=int, default=1, help="seed of the synthetic event mix")
     p.add_argument("--keep", action="store_true", help="keep the database, topics and logs")
@@ -1150,37 +1284,41 @@ def _ms(values: Sequence[float]) -> str:
 async def run(args: argparse.Namespace) -> int:
     run_id = uuid.uuid4().hex[:8]
     prefix = f"bench{run_id}."
-    base = Settings()
-    owner_url, app_url = args.owner_url, args.database_url
-    admin_url = args.admin_url or admin_url_for(owner_url)
+    settings = Settings().model_copy(
+        update={
+            "kafka_bootstrap": args.bootstrap,
+            "database_url": args.database_url,
+            "run_dir": args.run_dir.resolve(),
+            "topic_prefix": prefix,
+            "group_prefix": f"bench-{run_id}",
+        }
+    )
+    policy = load_routing_policy(settings)
+    try:
+        events = make_events(
+            args.warmup + args.events, run=run_id.upper(), policy=policy, seed=args.seed
+        )
+    except EventRejected as error:
+        print(f"the benchmark's own events are invalid ({error.code}); fix the generator")
+        return 1
+    except ValueError as error:
+        print(f"the benchmark's own events are invalid: {error}")
+        return 1
+    plan = run_access_plan(settings, policy)
+    synced = False
     database: str | None = None
     log_dir = Path(tempfile.mkdtemp(prefix=f"cb-bench-{run_id}-"))
     keep_logs = args.keep or args.profile is not None
     code = 1
     try:
         if not args.reuse_database:
-            database = await create_database(admin_url, owner_url, app_url)
-            owner_url = with_database(owner_url, database)
-            app_url = with_database(app_url, database)
+            database = await create_database(settings)
+            settings = with_database(settings, database)
         else:
-            await asyncio.to_thread(upgrade, owner_url)
-        settings = base.model_copy(
-            update={
-                "kafka_bootstrap": args.bootstrap,
-                "database_url": app_url,
-                "migration_database_url": owner_url,
-                "topic_prefix": prefix,
-                "group_prefix": f"bench-{run_id}",
-            }
-        )
-        policy = load_routing_policy(settings)
-        try:
-            events = make_events(
-                args.warmup + args.events, run=run_id.upper(), policy=policy, seed=args.seed
-            )
-        except EventRejected as error:
-            print(f"the benchmark's own events are invalid ({error.code}); fix the generator")
-            return 1
+            await asyncio.to_thread(upgrade, database_url(settings, OWNER_ROLE))
+        # Topics, SCRAM credentials and ACLs of the run, as the super user (set-up only).
+        synced = True  # from here on, clean-up removes whatever sync got to create
+        report = await asyncio.to_thread(sync, settings, plan)
         warmup, measured = events[: args.warmup], events[args.warmup :]
         groups: list[tuple[str, ...]] = (
             [(s,) for s in PIPELINE] if args.layout == "split" else [PIPELINE]
@@ -1189,8 +1327,15 @@ async def run(args: argparse.Namespace) -> int:
         rows = sum(e.audit_rows for e in measured)
         print(
             f"CaseBridge pipeline benchmark: {args.events:,} events"
-            f" (+{args.warmup:,} warm-up), {os.cpu_count()} cores, Kafka {args.bootstrap},"
-            f" database {'fresh ' + database if database else 'reused'}"
+            f" (+{args.warmup:,} warm-up), {os.cpu_count()} cores, Kafka {args.bootstrap}"
+            f" (SASL_SSL, SCRAM-SHA-512, ACLs), database"
+            f" {'fresh ' + database if database else 'reused'} (scram-sha-256, a role per service)"
+        )
+        print(
+            f"  set-up: {len(plan.topics)} topics under {prefix}, {len(plan.principals)}"
+            f" principals ({len(report.credentials_created)} new credentials), {report.grants}"
+            f" ACLs; events published by {len({e.agency for e in events})} agencies, each with"
+            " its own credentials to its own inbound topic"
         )
         print(
             f"  events: value {sizes[0]}-{sizes[-1]} bytes (median {sizes[len(sizes) // 2]}),"
@@ -1206,7 +1351,7 @@ async def run(args: argparse.Namespace) -> int:
             f" ({len(groups)} process{'es' if len(groups) > 1 else ''})"
         )
 
-        probes = stack_probes(Path(args.stack_run_dir))
+        probes = stack_probes(settings.run_dir)
         idle = await machine_load()
         if idle > 25.0:
             print(
@@ -1219,8 +1364,9 @@ async def run(args: argparse.Namespace) -> int:
                 settings, measured, timeout_s=args.timeout, probes=probes
             )
             print(
-                f"(a) raw aiokafka passthrough (getmany + idempotent acks=all producer,"
-                f" commit per batch): {base_result.messages:,} messages in"
+                f"(a) raw aiokafka passthrough as {BENCH_PRINCIPAL} over the same SASL_SSL"
+                f" (getmany + idempotent acks=all producer, commit per batch):"
+                f" {base_result.messages:,} messages in"
                 f" {base_result.seconds:.2f} s = {base_result.rate:,.0f} messages/s"
             )
             print(f"    CPU, % of one core: {base_result.cpu.describe()}")
@@ -1293,13 +1439,23 @@ async def run(args: argparse.Namespace) -> int:
         return code
     finally:
         if args.keep:
-            print(f"kept: topics {prefix}*, database {database or '(reused)'}, logs {log_dir}")
+            print(
+                f"kept: topics {prefix}* and their ACLs, database {database or '(reused)'},"
+                f" logs {log_dir}"
+            )
         else:
-            with contextlib.suppress(Exception):
-                await delete_topics(args.bootstrap, prefix)
+            if synced:
+                try:
+                    failed = await asyncio.to_thread(tear_down_broker, settings, plan)
+                except (KafkaException, OSError, ValueError) as error:
+                    failed = [str(error)]
+                for line in failed:
+                    print(f"clean-up of {prefix}* incomplete: {line}")
             if database is not None:
-                with contextlib.suppress(Exception):
-                    await drop_database(admin_url, database)
+                try:
+                    await drop_database(settings, database)
+                except (asyncpg.PostgresError, OSError) as error:
+                    print(f"clean-up: could not drop database {database}: {error}")
         if keep_logs or code != 0:
             if not args.keep:
                 print(f"service logs{' and profiles' if args.profile else ''}: {log_dir}")
