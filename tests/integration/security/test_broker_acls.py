@@ -36,7 +36,12 @@ from schemas.topics import (
     updates_topic,
 )
 from services.access.plan import group_prefix_of
-from services.runtime.credentials import KafkaClientConfig, kafka_client, service_principal
+from services.runtime.credentials import (
+    KafkaClientConfig,
+    kafka_client,
+    kafka_client_file,
+    service_principal,
+)
 from services.runtime.settings import Settings
 from tests.support.stack import Stack
 
@@ -245,6 +250,9 @@ async def test_a_revoked_agency_is_refused_and_a_rotated_password_replaces_the_o
     agency = f"zz-test-{uuid.uuid4().hex[:6]}"
     settings = stack.settings(topic_prefix=ns, group_prefix=ns + "cb")
     stack.deploy(settings, agencies=[agency])
+    client_file = kafka_client_file(settings, agency)
+    assert client_file.stat().st_mode & 0o777 == 0o600, "only its owner may read a client file"
+    assert client_file.parent.stat().st_mode & 0o777 == 0o700
     await _produce(settings, agency, inbound_topic(agency))
     old = kafka_client(settings, agency)
 
@@ -266,6 +274,7 @@ async def test_a_revoked_agency_is_refused_and_a_rotated_password_replaces_the_o
     await asyncio.to_thread(broker.revoke, settings, agency)
     with pytest.raises(SaslAuthenticationFailed):
         await _sasl_connect(host, port, new)
+    assert not client_file.exists()
 
 
 async def _sasl_connect(host: str, port: int, client: KafkaClientConfig) -> None:
