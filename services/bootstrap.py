@@ -32,6 +32,7 @@ from services.cases.handlers import run_deadline_clock, stop
 from services.intake.handlers import Intake
 from services.intake.handlers import build_router as intake_router
 from services.intake.seen_events import SeenEvents
+from services.privacy.keys import person_key_secret_path, read_secret_file
 from services.router.handlers import Router
 from services.router.handlers import build_router as router_router
 from services.routing.policy import RoutingPolicy, load_policy
@@ -134,11 +135,10 @@ def wire(settings: Settings, services: Iterable[str], *, clock: Clock | None = N
         s = connect("cases", database=True)
         assert s.db is not None
         assert s.publisher is not None
-        secret = settings.person_key_secret
         ctx = CaseContext(
             agencies=directory_of(policy),
             policy=load_case_policy(settings.case_policy_path),
-            person_key_secret=secret.get_secret_value().encode() if secret else None,
+            person_key_secret=_person_key_secret(settings),
         )
         coordinator = CaseCoordinator(
             publisher=s.publisher, db=s.db, ctx=ctx, routing=policy, clock=clock or SystemClock()
@@ -224,3 +224,12 @@ def build(
                 await s.db.close()
 
     return app, w
+
+
+def _person_key_secret(settings: Settings) -> bytes | None:
+    """`CASEBRIDGE_PERSON_KEY_SECRET` if set, else the deployment's secret file (set-up makes
+    one); without either, possible duplicates are not detected."""
+    if settings.person_key_secret is not None:
+        return settings.person_key_secret.get_secret_value().encode()
+    path = person_key_secret_path(settings.secrets_dir)
+    return read_secret_file(path) if path.exists() else None

@@ -27,10 +27,14 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _migrate(_: argparse.Namespace) -> int:
+    from services.privacy.keys import ensure_deployment_keys
     from services.runtime.credentials import OWNER_ROLE, database_url
     from services.runtime.migrations import upgrade
 
-    upgrade(database_url(get_settings(), OWNER_ROLE))
+    settings = get_settings()
+    for path in ensure_deployment_keys(settings.secrets_dir):
+        print(f"created {path}")
+    upgrade(database_url(settings, OWNER_ROLE))
     return 0
 
 

@@ -30,6 +30,7 @@ from services.cases.rebuild import rebuild
 from services.cases.watch import read_feeds
 from services.demo import coordination
 from services.demo.scenario import AgencyMessage, build_scenario
+from services.privacy.keys import ensure_deployment_keys
 from services.runtime.credentials import (
     AUDITOR_ROLE,
     OWNER_ROLE,
@@ -200,6 +201,7 @@ def demo_audit_settings(export_dir: Path) -> tuple[AuditSettings, Path]:
 def set_up(settings: Settings) -> None:
     """What an operator does once per deployment, idempotently: migrate the database, then
     create every topic, credential and ACL the agency registry implies."""
+    ensure_deployment_keys(settings.secrets_dir)
     upgrade(database_url(settings, OWNER_ROLE))
     agencies = [a.id for a in load_routing_policy(settings).agencies]
     plan = plan_access(

@@ -137,4 +137,18 @@ class CaseOutboxRow(SQLModel, table=True):
     published_at: datetime | None = _col(_TZ, nullable=True)
 
 
+class DataKeyRow(SQLModel, table=True):
+    """A subject's data key, wrapped by the KEK; NULL once erased (crypto-shredding)."""
+
+    __tablename__ = "data_key"
+    key_id: int = _col(BigInteger, pk=True)
+    subject: str = _col(Text)
+    wrapped_key: bytes | None = _col(LargeBinary, nullable=True)
+    kek_id: str = _col(Text)
+    created_at: datetime = _col(_TZ)
+    erased_at: datetime | None = _col(_TZ, nullable=True)
+    erasure_reason: str | None = _col(Text, nullable=True)
+    erased_by: str | None = _col(Text, nullable=True)
+
+
 METADATA = SQLModel.metadata

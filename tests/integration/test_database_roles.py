@@ -50,6 +50,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         "audit_head": {"SELECT", "UPDATE"},
         "audit_consumer_offset": {"SELECT", "INSERT", "UPDATE"},
         "audit_emitted": {"SELECT", "INSERT"},
+        "data_key": {"SELECT", "INSERT"},
     },
     SIGNER: {"audit_log": {"SELECT"}, "audit_tree_head": {"SELECT", "INSERT"}},
     AUDITOR: {
@@ -57,6 +58,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         "audit_tree_head": {"SELECT"},
         "case_event": {"SELECT"},
         "case_state": {"SELECT"},
+        "data_key": {"SELECT"},
     },
     CASES: {
         "case_event": {"INSERT"},
@@ -64,6 +66,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         "case_message_seen": {"SELECT", "INSERT"},
         "case_deadline": {"SELECT", "INSERT", "UPDATE", "DELETE"},
         "case_outbox": {"SELECT", "INSERT", "UPDATE"},
+        "data_key": {"SELECT", "INSERT", "UPDATE"},
     },
 }
 # One column per table, for an UPDATE that touches nothing else.
@@ -79,6 +82,7 @@ TABLES = {
     "case_message_seen": "event_id",
     "case_deadline": "raised_at",
     "case_outbox": "published_at",
+    "data_key": "erasure_reason",
 }
 OPERATIONS = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE")
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(7, 39)))

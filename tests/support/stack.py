@@ -22,6 +22,7 @@ from pydantic import SecretStr
 
 from services.access import broker
 from services.access.plan import plan_access
+from services.privacy.keys import ensure_deployment_keys
 from services.routing.policy import load_policy
 from services.runtime.credentials import OWNER_ROLE, database_url
 from services.runtime.database import asyncpg_dsn
@@ -126,6 +127,7 @@ def start_stack() -> Stack:
         stack = Stack(
             f"127.0.0.1:{env['KAFKA_PORT']}", int(env["PG_PORT"]), run_dir, env, owned=True
         )
+    ensure_deployment_keys(stack.run_dir / "secrets")
     upgrade(stack.url(OWNER_ROLE))
     return stack
 
