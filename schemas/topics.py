@@ -22,6 +22,7 @@ __all__ = [
     "AUDIT_TREE_HEADS",
     "CASE_EVENTS",
     "DEADLETTER",
+    "ERASURES",
     "EVENTS_VALID",
     "FIXED_TOPICS",
     "INBOUND_PREFIX",
@@ -86,6 +87,14 @@ AUDIT_TREE_HEADS = TopicSpec(
     "Signed checkpoints (tree heads) of the audit log.",
 )
 
+ERASURES = TopicSpec(
+    "casebridge.erasures",
+    1,
+    "none (one partition keeps erasure requests in the order they were made)",
+    "Requests from the data-protection officer to erase a person's personal data (by case or "
+    "person key), with the reason and who asked; the cases service carries them out.",
+)
+
 FIXED_TOPICS: tuple[TopicSpec, ...] = (
     EVENTS_VALID,
     ROUTING_DECISIONS,
@@ -93,6 +102,7 @@ FIXED_TOPICS: tuple[TopicSpec, ...] = (
     CASE_EVENTS,
     AUDIT_QUERIES,
     AUDIT_TREE_HEADS,
+    ERASURES,
 )
 """Topics that exist once per deployment (per-agency topics come from the agency registry)."""
 

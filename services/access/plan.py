@@ -18,6 +18,7 @@ from schemas.topics import (
     AUDIT_TREE_HEADS,
     CASE_EVENTS,
     DEADLETTER,
+    ERASURES,
     EVENTS_VALID,
     FIXED_TOPICS,
     INBOUND_PREFIX,
@@ -32,7 +33,7 @@ from schemas.topics import (
     rejections_topic,
     updates_topic,
 )
-from services.runtime.credentials import OPERATOR, service_principal
+from services.runtime.credentials import DPO, OPERATOR, service_principal
 
 SERVICES_WITH_PRINCIPALS = ("intake", "router", "cases", "audit", "signer", "audit-api")
 """Every CaseBridge process that talks to Kafka, each as its own principal."""
@@ -110,7 +111,7 @@ def plan_access(
     allow(router, Operation.WRITE, INBOX_PREFIX, prefixed=True)
 
     cases = service("cases")
-    allow(cases, Operation.READ, EVENTS_VALID.name)
+    allow(cases, Operation.READ, EVENTS_VALID.name, ERASURES.name)
     allow(cases, Operation.WRITE, CASE_EVENTS.name, DEADLETTER.name)
     allow(cases, Operation.WRITE, UPDATES_PREFIX, prefixed=True)
 
@@ -122,6 +123,8 @@ def plan_access(
 
     api = service("audit-api")
     allow(api, Operation.WRITE, AUDIT_QUERIES.name)
+
+    allow(DPO, Operation.WRITE, ERASURES.name)
 
     allow(OPERATOR, Operation.READ, "casebridge.", prefixed=True)
     group(OPERATOR, group_prefix_of(OPERATOR, p), prefixed=True)
@@ -135,6 +138,7 @@ def plan_access(
     principals = (
         *(service_principal(s) for s in SERVICES_WITH_PRINCIPALS),
         OPERATOR,
+        DPO,
         *agency_ids,
     )
     return AccessPlan(topics=topics, principals=principals, grants=tuple(sorted(set(grants))))

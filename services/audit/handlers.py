@@ -21,7 +21,7 @@ SERVICE = "audit"
 AUDITED_TOPICS = (
     r"casebridge\."
     r"(in\..+|routing\.decisions|inbox\..+|deadletter|rejections\..+|updates\..+|cases\..+"
-    r"|audit\.queries)"
+    r"|audit\.queries|erasures)"
 )
 """Everything CaseBridge reads from agencies or writes for them (but not the validated-event
 topic, a copy of inbound, nor the tree heads, which are about the log itself)."""

@@ -30,6 +30,7 @@ def test_fixed_topics() -> None:
         "casebridge.cases.events": 6,
         "casebridge.audit.queries": 1,
         "casebridge.audit.tree-heads": 1,
+        "casebridge.erasures": 1,
     }
     assert DEADLETTER.partitions == 3
     assert AUDIT_TREE_HEADS.partitions == 1
