@@ -9,7 +9,11 @@ with a throwaway key, then measures what the issue's targets are about:
 * inclusion proof: record + latest signed head + audit path for a random seq on the whole
   tree, checked locally (the in-memory tree's one-off load is reported separately);
 * full verification: every record read from PostgreSQL in seq order, leaves recomputed,
-  payload digests checked, root compared with the signed head (`logcheck.verify_database`).
+  sealed values opened with the deployment's key-encryption key and checked against their
+  digests, root compared with the signed head (`logcheck.verify_database`).
+
+Values are sealed as the audit service seals them (services/audit/sealed.py): one data key per
+case, created through the person vault as the writer's role, bound to each record's seq.
 
 Each step connects as the role that does it in production: the records are written as the
 audit consumer's role (casebridge_audit), the heads as the signer's (casebridge_signer), and
@@ -35,6 +39,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import asyncpg
 import orjson
@@ -50,8 +55,11 @@ from services.audit.queries import (
     get_event,
     inclusion_proof,
 )
+from services.audit.sealed import seal_value
 from services.audit.store import COLUMNS
 from services.audit.tree_head import generate_keypair, sign_tree_head, verify_tree_head
+from services.privacy.keys import load_kek
+from services.privacy.vault import DataKey, PersonVault, case_subject
 from services.runtime.credentials import (
     AUDITOR_ROLE,
     OWNER_ROLE,
@@ -106,11 +114,16 @@ class Generator:
     cases: int
     rng: random.Random
     offsets: dict[tuple[str, int], int]
+    keys: dict[str, DataKey]
+    """Each case's data key, by subject."""
+
+    def case_id(self, index: int) -> str:
+        return f"CB-2026-{index:06d}"
 
     def case_at(self, fraction: float) -> str:
         centre = fraction + self.rng.gauss(0.0, 0.02)
         index = min(self.cases - 1, max(0, int(centre * self.cases)))
-        return f"CB-2026-{index:06d}"
+        return self.case_id(index)
 
     def row(self, seq: int) -> tuple[tuple[object, ...], bytes]:
         rng = self.rng
@@ -153,9 +166,9 @@ class Generator:
             "notes": "x" * rng.randrange(80, 320),
         }
         raw = orjson.dumps(document)
-        payload_json: str | None = raw.decode()
         if outcome == "rejected" and rng.random() < 0.5:
-            raw, payload_json = b"\xff\xfenot json " + raw[:40], None
+            raw = b"\xff\xfenot json " + raw[:40]
+        data_key = self.keys[case_subject(case_id)]
         digest = hashlib.sha256(raw).digest()
         attributes = orjson.dumps(
             {
@@ -195,8 +208,8 @@ class Generator:
             partition,
             offset,
             attributes,
-            payload_json,
-            raw,
+            seal_value(data_key.key, raw, seq),
+            data_key.key_id,
             digest,
             leaf,
         ), leaf
@@ -253,14 +266,15 @@ async def drop_database(admin_url: str, name: str) -> None:
         await conn.close()
 
 
-async def load(roles: Roles, events: int, cases: int, seed: int) -> list[bytes]:
+async def load(roles: Roles, vault: PersonVault, events: int, cases: int, seed: int) -> list[bytes]:
     """COPY the synthetic log in chunks as the audit consumer's role (INSERT on the log, the
-    sequence counter), then ANALYZE as the owner (only the owner may); returns the leaf
-    hashes in seq order."""
-    gen = Generator(events, cases, random.Random(seed), {})
+    sequence counter, the cases' data keys), then ANALYZE as the owner (only the owner may);
+    returns the leaf hashes in seq order."""
+    gen = Generator(events, cases, random.Random(seed), {}, {})
     leaves: list[bytes] = []
     conn = await asyncpg.connect(asyncpg_dsn(roles.writer))
     try:
+        gen.keys = await vault.keys_for(conn, [case_subject(gen.case_id(i)) for i in range(cases)])
         chunk = 50_000
         for lo in range(0, events, chunk):
             rows = []
@@ -293,8 +307,9 @@ async def run(args: argparse.Namespace) -> int:
     print(f"creating a fresh database for {args.events:,} events ...", file=sys.stderr)
     name, roles = await create_database(settings, admin_url)
     try:
+        kek = partial(load_kek, secrets_dir=settings.secrets_dir)
         t0 = time.perf_counter()
-        leaves = await load(roles, args.events, args.cases, args.seed)
+        leaves = await load(roles, PersonVault(kek()), args.events, args.cases, args.seed)
         load_s = time.perf_counter() - t0
         private, public = generate_keypair()
         tree = MerkleTree.from_leaf_hashes(leaves)
@@ -352,9 +367,10 @@ async def run(args: argparse.Namespace) -> int:
             await pool.close()
 
         t = time.perf_counter()
-        report = await verify_database(roles.auditor, public, workers=args.workers)
+        report = await verify_database(roles.auditor, public, workers=args.workers, kek=kek)
         verify_s = time.perf_counter() - t
         assert report.ok, report.detail
+        assert report.payloads_checked == args.events, report.detail
 
         case_p50, case_p99 = percentile(case_ms, 50), percentile(case_ms, 99)
         proof_p50, proof_p99 = percentile(proof_ms, 50), percentile(proof_ms, 99)

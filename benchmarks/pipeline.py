@@ -75,8 +75,8 @@ from sqlalchemy.engine import make_url
 from schemas.errors import EventRejected
 from schemas.identity import agency_source
 from schemas.topics import PER_AGENCY_PARTITIONS, TopicSpec, agency_of_inbound, inbound_topic
-from services.access.broker import _binding, admin_client, sync
-from services.access.plan import AccessPlan, Grant, Operation, Resource, plan_access
+from services.access.broker import _binding, admin_client, deployment_plan, sync
+from services.access.plan import AccessPlan, Grant, Operation, Resource
 from services.bootstrap import load_routing_policy
 from services.intake.screening import screen
 from services.routing.facts import facts_of
@@ -1060,11 +1060,7 @@ def run_access_plan(settings: Settings, policy: RoutingPolicy) -> AccessPlan:
     """The run's deployment as `casebridge agencies sync` plans it (every agency of the
     registry, the run's topic and group prefixes), plus the baseline's principal: its two
     topics, at the services' partition count, and its consumer group, nothing else."""
-    plan = plan_access(
-        [a.id for a in policy.agencies],
-        topic_prefix=settings.topic_prefix,
-        group_prefix=settings.group_prefix,
-    )
+    plan = deployment_plan(settings, [a.id for a in policy.agencies])
     source, target = passthrough_topics(settings)
     topics = tuple(
         TopicSpec(name, PASSTHROUGH_PARTITIONS, "the original key", "benchmark baseline")
@@ -1080,6 +1076,7 @@ def run_access_plan(settings: Settings, policy: RoutingPolicy) -> AccessPlan:
         topics=(*plan.topics, *topics),
         principals=(*plan.principals, BENCH_PRINCIPAL),
         grants=tuple(sorted({*plan.grants, *grants})),
+        retention_ms=plan.retention_ms,
     )
 
 

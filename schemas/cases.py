@@ -44,6 +44,7 @@ from schemas.common import (
     unique_items,
 )
 from schemas.priorities import MinisterialPriority
+from schemas.privacy import RequestId
 from schemas.referral import IndicatorHit, VictimReferralSubmitted
 from schemas.returns import ReturnRequested
 from schemas.sar import SarAlertReceived
@@ -76,6 +77,7 @@ __all__ = [
     "CaseUpdate",
     "ConsentRecorded",
     "DecisionGrounds",
+    "DuplicateLinkRemoved",
     "DuplicateReviewed",
     "EscalationRaised",
     "FitnessToTravelAssessed",
@@ -88,6 +90,7 @@ __all__ = [
     "HandoverRevoked",
     "MonitoringVisitRecorded",
     "PermittedPurposeRecorded",
+    "PersonalDataErased",
     "PossibleDuplicateFlagged",
     "ReferralAcknowledged",
     "ReintegrationMeasure",
@@ -118,7 +121,7 @@ __all__ = [
 
 ACTION_TYPE_PREFIX = "org.casebridge.case."
 SYSTEM_AGENCY = "casebridge"
-"""Actor id of actions CaseBridge itself takes (duplicate flags, SITREP updates)."""
+"""Actor id of actions CaseBridge itself takes (duplicate flags, SITREP updates, erasures)."""
 
 MAX_MEASURES = 32
 MAX_PERSONS = 5000
@@ -522,6 +525,22 @@ class FlagPossibleDuplicate(CaseAction):
     other_case_id: CaseId
 
 
+class PersonalDataErased(CaseAction):
+    """The data-protection officer's erasure request was carried out: the case's data key is
+    destroyed, and the person, the person key and the duplicate links leave the case."""
+
+    action: Literal["personal_data_erased"] = "personal_data_erased"
+    request_id: RequestId
+    reason: Token
+
+
+class DuplicateLinkRemoved(CaseAction):
+    """The other case's person was erased: its possible-duplicate or same-person link goes."""
+
+    action: Literal["duplicate_link_removed"] = "duplicate_link_removed"
+    other_case_id: CaseId
+
+
 CaseActionUnion = Annotated[
     ReferralAcknowledged
     | ScreeningRecorded
@@ -554,11 +573,18 @@ CaseActionUnion = Annotated[
     | SarConcluded
     | DuplicateReviewed
     | SitrepReceived
-    | FlagPossibleDuplicate,
+    | FlagPossibleDuplicate
+    | PersonalDataErased
+    | DuplicateLinkRemoved,
     Field(discriminator="action"),
 ]
 
-INTERNAL_ACTIONS: tuple[type[CaseAction], ...] = (SitrepReceived, FlagPossibleDuplicate)
+INTERNAL_ACTIONS: tuple[type[CaseAction], ...] = (
+    SitrepReceived,
+    FlagPossibleDuplicate,
+    PersonalDataErased,
+    DuplicateLinkRemoved,
+)
 
 
 def action_type(action: type[CaseAction] | CaseAction) -> str:

@@ -28,8 +28,7 @@ from schemas.vocab import Gender
 __all__ = [
     "AGENCY_ID_PATTERN",
     "CASE_ID_PATTERN",
-    "PERSONAL_FIELDS",
-    "VICTIM_STATUS_FIELDS",
+    "MAX_PURPOSE_GRANTS",
     "AgencyId",
     "CaseId",
     "CountryCode",
@@ -39,6 +38,7 @@ __all__ = [
     "Longitude",
     "Name",
     "PersonRef",
+    "PurposeGrant",
     "ShortText",
     "StrictModel",
     "Timestamp",
@@ -190,23 +190,17 @@ class PersonRef(StrictModel):
         return self.date_of_birth is None and self.age_estimate is None
 
 
-PERSONAL_FIELDS: frozenset[str] = frozenset(f"person.{name}" for name in PersonRef.model_fields)
-"""Dotted payload paths holding personal data (all three inbound families put it under
-``person``). Log redaction and need-to-know visibility rules key off this one set."""
+MAX_PURPOSE_GRANTS = 16
 
-VICTIM_STATUS_FIELDS: frozenset[str] = frozenset(
-    {
-        "type_of_exploitation",
-        "indicators",
-        "trafficking_status",
-        "status_decided_by",
-        "methods_of_control",
-        "recruitment_methods",
-        "trafficking_victim",
-    }
-)
-"""Payload fields revealing victim status. Non-punishment principle: they must not reach
-immigration or enforcement subscribers without a recorded, permitted purpose."""
+
+class PurposeGrant(StrictModel):
+    """A purpose for which an immigration or enforcement agency may see what the non-punishment
+    principle otherwise withholds, recorded with the event that opens a case."""
+
+    for_agency: AgencyId
+    purpose: Token
+    """A purpose the data-sharing policy permits for that agency's kind."""
+    legal_basis: ShortText
 
 
 class EventPayload(StrictModel):

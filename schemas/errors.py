@@ -43,10 +43,17 @@ class RejectionCode(StrEnum):
     """The data does not match the event type's schema; see details."""
     AGENCY_MISMATCH = "AGENCY_MISMATCH"
     """`ce_source` or `reporting_agency` does not name the agency whose topic carried the event."""
+    UNKNOWN_AGENCY = "UNKNOWN_AGENCY"
+    """The payload names an agency that is not in CaseBridge's registry (see details.loc)."""
+    PURPOSE_NOT_PERMITTED = "PURPOSE_NOT_PERMITTED"
+    """A permitted purpose the data-sharing policy does not allow for that agency's kind, or
+    recorded by an immigration or enforcement agency."""
     DUPLICATE_EVENT = "DUPLICATE_EVENT"
     """The (source, id) pair was already processed."""
     PROCESSING_FAILED = "PROCESSING_FAILED"
     """Valid event, but processing failed after bounded retries."""
+    NO_MATCHING_CASE = "NO_MATCHING_CASE"
+    """A valid erasure request that names no referral or return case CaseBridge holds."""
 
 
 class EventRejected(Exception):  # noqa: N818 - name is part of the public contract

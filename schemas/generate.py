@@ -17,11 +17,15 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from schemas.envelope import envelope_json_schema
+from schemas.privacy import REQUEST_TYPES
 from schemas.registry import EVENT_TYPES
-from schemas.topics import INBOUND_PREFIX
+from schemas.topics import ERASURES, INBOUND_PREFIX
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 __all__ = [
     "GENERATORS",
@@ -51,15 +55,25 @@ def dump(document: Mapping[str, Any]) -> str:
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+def _payload_schema(event_type: str, model: type[BaseModel], topic: str) -> str:
+    schema = model.model_json_schema(mode="validation")
+    schema["$schema"] = JSON_SCHEMA_DIALECT
+    schema["$id"] = f"urn:casebridge:schema:{event_type}"
+    schema["x-casebridge-event-type"] = event_type
+    schema["x-casebridge-topic"] = topic
+    return dump(schema)
+
+
 def _json_schemas() -> dict[str, str]:
     files = {"envelope.json": dump(envelope_json_schema())}
     for event_type, model in sorted(EVENT_TYPES.items()):
-        schema = model.model_json_schema(mode="validation")
-        schema["$schema"] = JSON_SCHEMA_DIALECT
-        schema["$id"] = f"urn:casebridge:schema:{event_type}"
-        schema["x-casebridge-event-type"] = event_type
-        schema["x-casebridge-topic"] = INBOUND_PREFIX + "{agency-id}"  # the publisher's own
-        files[f"{event_type}.json"] = dump(schema)
+        # An agency publishes to its own inbound topic.
+        files[f"{event_type}.json"] = _payload_schema(
+            event_type, model, INBOUND_PREFIX + "{agency-id}"
+        )
+    for event_type, model in sorted(REQUEST_TYPES.items()):
+        # Only the data-protection officer's principal may write the erasures topic.
+        files[f"{event_type}.json"] = _payload_schema(event_type, model, ERASURES.name)
     return files
 
 

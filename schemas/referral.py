@@ -12,9 +12,11 @@ from typing import Annotated
 from pydantic import BaseModel, Field, StrictBool
 
 from schemas.common import (
+    MAX_PURPOSE_GRANTS,
     CountryCode,
     EventPayload,
     PersonRef,
+    PurposeGrant,
     StrictModel,
     Timestamp,
     Token,
@@ -77,6 +79,11 @@ class VictimReferralSubmitted(EventPayload):
     """Informed consent to share with other agencies; may later be withdrawn."""
     adult_consent: StrictBool | None = None
     """An adult's consent to enter the referral mechanism; None for children or not asked."""
+    permitted_purposes: Annotated[
+        tuple[PurposeGrant, ...], Field(max_length=MAX_PURPOSE_GRANTS)
+    ] = ()
+    """Purposes recorded at referral for immigration or enforcement agencies (each must be
+    one the data-sharing policy permits for that agency's kind, or the event is rejected)."""
 
     def involves_child(self) -> bool:
         """Under 18 on the referral date, age disputed, or age unknown (presumed a child)."""

@@ -9,10 +9,12 @@ from pydantic import BaseModel, Field, StrictBool, model_validator
 from pydantic_core import PydanticCustomError
 
 from schemas.common import (
+    MAX_PURPOSE_GRANTS,
     AgencyId,
     CountryCode,
     EventPayload,
     PersonRef,
+    PurposeGrant,
     Timestamp,
     TrueOnly,
     UniqueTuple,
@@ -46,6 +48,11 @@ class ReturnRequested(EventPayload):
         UniqueTuple[ReintegrationDimension], Field(max_length=len(ReintegrationDimension))
     ] = ()
     consent_to_share: StrictBool
+    permitted_purposes: Annotated[
+        tuple[PurposeGrant, ...], Field(max_length=MAX_PURPOSE_GRANTS)
+    ] = ()
+    """Purposes recorded at referral for immigration or enforcement agencies (each must be
+    one the data-sharing policy permits for that agency's kind, or the event is rejected)."""
 
     @model_validator(mode="after")
     def _distinct_countries(self) -> Self:

@@ -58,11 +58,13 @@ from schemas.envelope import envelope_json_schema
 from schemas.errors import RejectionCode
 from schemas.generate import dump
 from schemas.identity import AGENCY_URN_PREFIX
+from schemas.privacy import ERASURE_REQUESTED, ErasureRequested
 from schemas.registry import EVENT_TYPES
 from schemas.topics import (
     AGENCY_TOPIC_KINDS,
     CASE_EVENTS,
     DEADLETTER,
+    ERASURES,
     EVENTS_VALID,
     INBOUND_PREFIX,
     INBOX_PREFIX,
@@ -77,11 +79,16 @@ from services.bootstrap import SERVICES, load_routing_policy
 from services.cases.coordinator import CaseCoordinator, directory_of
 from services.cases.domain import CaseContext, SystemClock
 from services.cases.domain import load_policy as load_case_policy
+from services.cases.erasure import SOURCE as ERASURE_SOURCE
 from services.cases.handlers import build_router as cases_router
 from services.cases.records import SOURCE as CASES_SOURCE
 from services.intake.handlers import Intake
 from services.intake.handlers import build_router as intake_router
+from services.intake.registry import Registry
 from services.intake.seen_events import SeenEvents
+from services.privacy.keys import KEY_BYTES, LocalKek
+from services.privacy.policy import load_policy as load_data_sharing_policy
+from services.privacy.vault import PersonVault
 from services.router.decisions import ROUTING_DECISION_TYPE
 from services.router.handlers import Router
 from services.router.handlers import build_router as router_router
@@ -241,6 +248,11 @@ class RoutedDelivery(_Doc):
     priority: Priority
     rule: str
     """The policy rule that chose the agency (``default-route`` when none matched)."""
+    via: str | None
+    """Why an agency outside the event's country is on the route: a sharing agreement's name,
+    or ``regional-coordinator``; null for an agency in the country."""
+    withheld: list[str]
+    """The payload fields this agency's inbox copy does not carry (need to know)."""
 
 
 class RoutingDecisionBody(_Doc):
@@ -347,15 +359,29 @@ HEADER_SCHEMAS: dict[str, dict[str, Any]] = {
         required=("cb_agency", "cb_origin", "content-type"),
     ),
     "InboxHeaders": _headers(
-        "The validated event's headers, plus why this agency receives it.",
+        "The validated event's headers, plus why this agency receives it and what its copy "
+        "leaves out.",
         {
             "cb_agency": _AGENCY,
             "cb_origin": _ORIGIN,
             "cb_priority": {"enum": [p.value for p in Priority]},
             "cb_rule": {**_TEXT, "description": "The policy rule that chose this agency."},
             "cb_decision_id": {**_TEXT, "description": "`ce_id` of the routing decision."},
+            "cb_withheld": {
+                "type": "string",
+                "maxLength": 1024,
+                "description": "Comma-separated payload fields absent from this copy because "
+                "the data-sharing policy withholds them from this agency (empty: none).",
+            },
         },
-        required=("cb_agency", "cb_origin", "cb_priority", "cb_rule", "cb_decision_id"),
+        required=(
+            "cb_agency",
+            "cb_origin",
+            "cb_priority",
+            "cb_rule",
+            "cb_decision_id",
+            "cb_withheld",
+        ),
     ),
     "RoutingDecisionHeaders": _headers(
         "A routing decision event; `ce_causationid` is the routed event's id.",
@@ -383,6 +409,14 @@ HEADER_SCHEMAS: dict[str, dict[str, Any]] = {
         {"ce_source": {"const": CASES_SOURCE}},
         required=("ce_subject", "ce_time", "content-type"),
         ce_type=[t for t, m in EMITTED_EVENT_TYPES.items() if m in CASE_EVENT_MODELS],
+    ),
+    "ErasureRequestHeaders": _headers(
+        "A data-protection officer's erasure request (binary content mode); only the officer's "
+        "principal, `casebridge-dpo`, may write the topic, and the cases service carries it "
+        "out. `ce_id` is the request id.",
+        {"ce_source": {"const": ERASURE_SOURCE}},
+        required=("content-type",),
+        ce_type=ERASURE_REQUESTED,
     ),
     "CaseUpdateHeaders": _headers(
         "A record of the cases service for one agency; `ce_subject` is the case id, "
@@ -424,25 +458,41 @@ def documentation_broker(settings: Settings, policy: RoutingPolicy) -> KafkaBrok
     publisher = KafkaPublisher(settings, client)
     db = Database(settings.database_url)
     prefix = settings.topic_prefix
+    sharing = load_data_sharing_policy(settings.data_sharing_policy_path)
 
     def cases() -> KafkaRouter:
         context = CaseContext(
             agencies=directory_of(policy),
             policy=load_case_policy(settings.case_policy_path),
             person_key_secret=None,
+            data_sharing=sharing,
         )
         coordinator = CaseCoordinator(
-            publisher=publisher, db=db, ctx=context, routing=policy, clock=SystemClock()
+            publisher=publisher,
+            db=db,
+            vault=PersonVault(LocalKek(bytes(KEY_BYTES))),  # documentation only: seals nothing
+            ctx=context,
+            routing=policy,
+            clock=SystemClock(),
         )
         return cases_router(coordinator, settings)
 
     routers: dict[str, Callable[[], KafkaRouter]] = {
         "intake": lambda: intake_router(
-            Intake(publisher, SeenEvents(db), topic_prefix=prefix), settings
+            Intake(publisher, SeenEvents(db), Registry(policy, sharing), topic_prefix=prefix),
+            settings,
         ),
-        "router": lambda: router_router(Router(publisher, policy), settings),
+        "router": lambda: router_router(Router(publisher, policy, sharing), settings),
         "audit": lambda: audit_router(
-            Auditor(AuditLog(db, consumer=f"{settings.group_prefix}.audit"), topic_prefix=prefix),
+            Auditor(
+                # Documentation only: nothing is appended, so a throwaway key will do.
+                AuditLog(
+                    db,
+                    PersonVault(LocalKek(bytes(KEY_BYTES))),
+                    consumer=f"{settings.group_prefix}.audit",
+                ),
+                topic_prefix=prefix,
+            ),
             settings,
         ),
         "cases": cases,
@@ -494,6 +544,8 @@ def _documented_publishers(broker: KafkaBroker) -> None:
                 _event_union(UPDATE_MODELS),
                 AGENCY_TOPIC_KINDS["updates"][1],
             ),
+            # Erasure requests it cannot carry out (malformed, or naming no case).
+            (DEADLETTER.name, DEADLETTER.name, DeadLetterBody, DEADLETTER.description),
         ],
     }
     for service in SERVICES:
@@ -538,6 +590,8 @@ def _payload_refs(address: str) -> list[str]:
     """The payload models a consumed topic carries ([] when any record may appear)."""
     if address in (EVENTS_VALID.name, agency_address(INBOUND_PREFIX)):
         return [EVENT_TYPES[t].__name__ for t in sorted(EVENT_TYPES)]
+    if address == ERASURES.name:
+        return [ErasureRequested.__name__]
     return []
 
 
@@ -549,6 +603,7 @@ _HEADERS_BY_ADDRESS = {
     agency_address(INBOX_PREFIX): "InboxHeaders",
     agency_address(REJECTIONS_PREFIX): "RejectionHeaders",
     CASE_EVENTS.name: "CaseEventHeaders",
+    ERASURES.name: "ErasureRequestHeaders",
     agency_address(UPDATES_PREFIX): "CaseUpdateHeaders",
 }
 
@@ -563,6 +618,10 @@ def _complete(doc: dict[str, Any], policy: RoutingPolicy) -> dict[str, Any]:
     schemas: dict[str, Any] = doc["components"]["schemas"]
     messages: dict[str, Any] = doc["components"]["messages"]
     schemas.update(HEADER_SCHEMAS)
+    # Read, never written, by a service: FastStream has no model to take it from.
+    schemas[ErasureRequested.__name__] = ErasureRequested.model_json_schema(
+        ref_template="#/components/schemas/{model}"
+    )
     for scheme in doc["components"].get("securitySchemes", {}).values():
         scheme["description"] = _SECURITY_DESCRIPTION
     for channel in doc["channels"].values():

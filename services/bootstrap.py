@@ -18,7 +18,7 @@ from faststream import FastStream
 from faststream.kafka import KafkaBroker, KafkaRouter
 
 from schemas.registry import EVENT_TYPES
-from schemas.topics import CASE_EVENTS, DEADLETTER, EVENTS_VALID, ROUTING_DECISIONS
+from schemas.topics import CASE_EVENTS, DEADLETTER, ERASURES, EVENTS_VALID, ROUTING_DECISIONS
 from services.audit.checkpoints import run_signer
 from services.audit.config import AuditSettings
 from services.audit.handlers import Auditor
@@ -31,8 +31,11 @@ from services.cases.handlers import build_router as cases_router
 from services.cases.handlers import run_deadline_clock, stop
 from services.intake.handlers import Intake
 from services.intake.handlers import build_router as intake_router
+from services.intake.registry import Registry
 from services.intake.seen_events import SeenEvents
-from services.privacy.keys import person_key_secret_path, read_secret_file
+from services.privacy.keys import load_kek, person_key_secret_path, read_secret_file
+from services.privacy.policy import load_policy as load_data_sharing_policy
+from services.privacy.vault import PersonVault
 from services.router.handlers import Router
 from services.router.handlers import build_router as router_router
 from services.routing.policy import RoutingPolicy, load_policy
@@ -53,7 +56,7 @@ SERVICES = ("intake", "router", "audit", "cases")
 _NEEDS: dict[str, tuple[str, ...]] = {
     "intake": (EVENTS_VALID.name, DEADLETTER.name),
     "router": (EVENTS_VALID.name, ROUTING_DECISIONS.name),
-    "cases": (EVENTS_VALID.name, CASE_EVENTS.name),
+    "cases": (EVENTS_VALID.name, ERASURES.name, CASE_EVENTS.name),
     "audit": (),
 }
 """Topics a service checks it can see before it consumes (set-up creates them)."""
@@ -97,6 +100,7 @@ def wire(settings: Settings, services: Iterable[str], *, clock: Clock | None = N
         raise ValueError(f"unknown services {unknown}; known: {SERVICES}")
     logger = configure_logging(fmt=settings.log_format, level=settings.log_level)
     policy = load_routing_policy(settings)
+    sharing = load_data_sharing_policy(settings.data_sharing_policy_path)
     wired: dict[str, ServiceWiring] = {}
 
     def connect(name: str, *, database: bool, publishes: bool = True) -> ServiceWiring:
@@ -118,17 +122,24 @@ def wire(settings: Settings, services: Iterable[str], *, clock: Clock | None = N
         s = connect("intake", database=True)
         assert s.db is not None
         assert s.publisher is not None
-        intake = Intake(s.publisher, SeenEvents(s.db), topic_prefix=settings.topic_prefix)
+        intake = Intake(
+            s.publisher,
+            SeenEvents(s.db),
+            Registry(policy, sharing),
+            topic_prefix=settings.topic_prefix,
+        )
         include(s, intake_router(intake, settings))
     if "router" in wanted:
         s = connect("router", database=False)
         assert s.publisher is not None
-        include(s, router_router(Router(s.publisher, policy), settings))
+        include(s, router_router(Router(s.publisher, policy, sharing), settings))
     audit_log = None
     if "audit" in wanted:
         s = connect("audit", database=True, publishes=False)
         assert s.db is not None
-        audit_log = AuditLog(s.db, consumer=f"{settings.group_prefix}.audit")
+        audit_log = AuditLog(
+            s.db, person_vault(settings), consumer=f"{settings.group_prefix}.audit"
+        )
         include(s, audit_router(Auditor(audit_log, topic_prefix=settings.topic_prefix), settings))
     coordinator = None
     if "cases" in wanted:
@@ -139,9 +150,16 @@ def wire(settings: Settings, services: Iterable[str], *, clock: Clock | None = N
             agencies=directory_of(policy),
             policy=load_case_policy(settings.case_policy_path),
             person_key_secret=_person_key_secret(settings),
+            data_sharing=sharing,
         )
         coordinator = CaseCoordinator(
-            publisher=s.publisher, db=s.db, ctx=ctx, routing=policy, clock=clock or SystemClock()
+            publisher=s.publisher,
+            db=s.db,
+            vault=person_vault(settings),
+            ctx=ctx,
+            routing=policy,
+            clock=clock or SystemClock(),
+            erasures_topic=settings.topic_prefix + ERASURES.name,
         )
         include(s, cases_router(coordinator, settings))
     return Wiring(
@@ -224,6 +242,13 @@ def build(
                 await s.db.close()
 
     return app, w
+
+
+def person_vault(settings: Settings, *, cache_ttl_s: float = 30.0) -> PersonVault:
+    """The person vault over the deployment's key-encryption key (`CASEBRIDGE_KEK`, or the
+    file set-up makes): the audit service seals with it, the audit API opens with it (with no
+    cache, so auditors see an erasure at once)."""
+    return PersonVault(load_kek(secrets_dir=settings.secrets_dir), cache_ttl_s=cache_ttl_s)
 
 
 def _person_key_secret(settings: Settings) -> bytes | None:

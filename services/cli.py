@@ -40,15 +40,10 @@ def _migrate(_: argparse.Namespace) -> int:
 
 def _agencies(args: argparse.Namespace) -> int:
     from services.access import broker
-    from services.access.plan import plan_access
-    from services.bootstrap import load_routing_policy
 
     settings = get_settings()
     if args.agencies_command == "sync":
-        agencies = [a.id for a in load_routing_policy(settings).agencies]
-        plan = plan_access(
-            agencies, topic_prefix=settings.topic_prefix, group_prefix=settings.group_prefix
-        )
+        plan = broker.deployment_plan(settings)
         report = broker.sync(settings, plan)
         print(
             f"{len(plan.topics)} topics ({len(report.topics_created)} new), "
@@ -99,6 +94,7 @@ def _watch(args: argparse.Namespace) -> int:
 def _rebuild(args: argparse.Namespace) -> int:
     import asyncpg
 
+    from services.bootstrap import person_vault
     from services.cases.rebuild import rebuild
     from services.runtime.credentials import AUDITOR_ROLE, OWNER_ROLE, database_url
     from services.runtime.database import asyncpg_dsn
@@ -109,7 +105,7 @@ def _rebuild(args: argparse.Namespace) -> int:
         conn = await asyncpg.connect(asyncpg_dsn(url))
         try:
             async with conn.transaction():
-                report = await rebuild(conn, write=args.write)
+                report = await rebuild(conn, person_vault(settings), write=args.write)
         finally:
             await conn.close()
         print(f"{report.identical}/{report.cases} cases identical to the fold of their log")
@@ -123,6 +119,21 @@ def _rebuild(args: argparse.Namespace) -> int:
         return 0 if report.ok else 1
 
     return asyncio.run(go())
+
+
+def _person_erase(args: argparse.Namespace) -> int:
+    from services.cases.erasure import erase
+
+    return asyncio.run(
+        erase(
+            get_settings(),
+            case_id=args.case_id,
+            person_key=args.person_key,
+            reason=args.reason,
+            requested_by=args.requested_by,
+            timeout_s=args.timeout,
+        )
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -169,6 +180,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = cases_sub.add_parser("rebuild", help="replay every case's log; compare (or --write)")
     p.add_argument("--write", action="store_true", help="replace differing snapshots")
     p.set_defaults(func=_rebuild)
+    p = sub.add_parser("person", help="the data-protection officer's commands")
+    person_sub = p.add_subparsers(dest="person_command", required=True)
+    p = person_sub.add_parser(
+        "erase",
+        help="erase a person's data (destroys the data keys of the cases concerned) and wait",
+    )
+    subject = p.add_mutually_exclusive_group(required=True)
+    subject.add_argument("--case-id", help="the case the person is the subject of")
+    subject.add_argument("--person-key", help="every case with this pseudonymous person key")
+    p.add_argument("--reason", required=True, help="a short code, e.g. subject_request")
+    p.add_argument("--requested-by", required=True, help="who asked (kept with the erasure)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
+    p.set_defaults(func=_person_erase)
     args = parser.parse_args(args_in)
     code: int = args.func(args)
     return code

@@ -22,6 +22,9 @@ from confluent_kafka.admin import (
     AclOperation,
     AclPermissionType,
     AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
     NewTopic,
     ResourcePatternType,
     ResourceType,
@@ -32,7 +35,9 @@ from confluent_kafka.admin import (
     UserScramCredentialUpsertion,
 )
 
-from services.access.plan import AccessPlan, Grant
+from services.access.plan import AccessPlan, Grant, plan_access
+from services.privacy.policy import load_policy as load_data_sharing_policy
+from services.routing.policy import load_policy as load_routing_policy
 from services.runtime.credentials import (
     ADMIN,
     KafkaClientConfig,
@@ -87,7 +92,12 @@ def create_topics(admin: AdminClient, plan: AccessPlan, *, within_s: float = 30.
     """Create missing topics and wait until every partition has a leader; return the new ones."""
     existing = set(admin.list_topics(timeout=30).topics)
     wanted = [
-        NewTopic(t.name, num_partitions=t.partitions, replication_factor=1, config=TOPIC_CONFIG)
+        NewTopic(
+            t.name,
+            num_partitions=t.partitions,
+            replication_factor=1,
+            config=TOPIC_CONFIG | _retention(plan, t.name),
+        )
         for t in plan.topics
         if t.name not in existing
     ]
@@ -169,10 +179,46 @@ def _await_metadata(admin: AdminClient, plan: AccessPlan, *, within_s: float = 1
         time.sleep(0.2)
 
 
+def _retention(plan: AccessPlan, topic: str) -> dict[str, str]:
+    ms = plan.retention_ms.get(topic)
+    return {} if ms is None else {"retention.ms": str(ms)}
+
+
+def apply_retention(admin: AdminClient, plan: AccessPlan) -> None:
+    """Set each planned topic's `retention.ms` (also on topics that already exist, so a
+    changed policy takes effect at the next sync)."""
+    resources = [
+        ConfigResource(
+            ConfigResource.Type.TOPIC,
+            topic,
+            incremental_configs=[
+                ConfigEntry("retention.ms", str(ms), incremental_operation=AlterConfigOpType.SET)
+            ],
+        )
+        for topic, ms in plan.retention_ms.items()
+    ]
+    if resources:
+        _wait(admin.incremental_alter_configs(resources))
+
+
+def deployment_plan(settings: Settings, agencies: Iterable[str] | None = None) -> AccessPlan:
+    """The plan `casebridge agencies sync` applies: the registry's agencies (unless given),
+    the deployment's prefixes, and the data-sharing policy's retention."""
+    if agencies is None:
+        agencies = [a.id for a in load_routing_policy(settings.routing_policy_path).agencies]
+    return plan_access(
+        agencies,
+        topic_prefix=settings.topic_prefix,
+        group_prefix=settings.group_prefix,
+        retention=load_data_sharing_policy(settings.data_sharing_policy_path).retention,
+    )
+
+
 def sync(settings: Settings, plan: AccessPlan) -> SyncReport:
-    """Topics, credentials and ACLs of `plan`, created where missing."""
+    """Topics (with their retention), credentials and ACLs of `plan`, created where missing."""
     admin = admin_client(settings)
     topics = create_topics(admin, plan)
+    apply_retention(admin, plan)
     created = ensure_credentials(admin, settings, plan.principals)
     _wait(admin.create_acls([_binding(g) for g in plan.grants]))
     _await_metadata(admin, plan)

@@ -9,8 +9,9 @@ Anything not granted is refused by the broker (`allow.everyone.if.no.acl.found=f
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from schemas.topics import (
@@ -33,6 +34,7 @@ from schemas.topics import (
     rejections_topic,
     updates_topic,
 )
+from services.privacy.policy import Retention
 from services.runtime.credentials import DPO, OPERATOR, service_principal
 
 SERVICES_WITH_PRINCIPALS = ("intake", "router", "cases", "audit", "signer", "audit-api")
@@ -67,6 +69,26 @@ class AccessPlan:
     topics: tuple[TopicSpec, ...]
     principals: tuple[str, ...]
     grants: tuple[Grant, ...]
+    retention_ms: Mapping[str, int] = field(default_factory=dict)
+    """Topic -> `retention.ms`, from the data-sharing policy (topics not named keep the
+    broker's default)."""
+
+
+def retention_by_topic(retention: Retention, agency_ids: Iterable[str]) -> dict[str, int]:
+    """Each topic's retention under the data-sharing policy, by logical name."""
+    days: dict[str, dt.timedelta] = {
+        EVENTS_VALID.name: retention.events_valid,
+        ROUTING_DECISIONS.name: retention.routing_decisions,
+        DEADLETTER.name: retention.deadletter,
+        CASE_EVENTS.name: retention.case_events,
+        ERASURES.name: retention.erasures,
+    }
+    for agency in agency_ids:
+        days[inbound_topic(agency)] = retention.inbound
+        days[inbox_topic(agency)] = retention.inbox
+        days[updates_topic(agency)] = retention.updates
+        days[rejections_topic(agency)] = retention.rejections
+    return {name: int(span.total_seconds() * 1000) for name, span in days.items()}
 
 
 def group_prefix_of(principal: str, topic_prefix: str = "") -> str:
@@ -75,7 +97,11 @@ def group_prefix_of(principal: str, topic_prefix: str = "") -> str:
 
 
 def plan_access(
-    agencies: Iterable[str], *, topic_prefix: str = "", group_prefix: str = "casebridge"
+    agencies: Iterable[str],
+    *,
+    topic_prefix: str = "",
+    group_prefix: str = "casebridge",
+    retention: Retention | None = None,
 ) -> AccessPlan:
     agency_ids = tuple(agencies)
     for agency in agency_ids:
@@ -141,4 +167,10 @@ def plan_access(
         DPO,
         *agency_ids,
     )
-    return AccessPlan(topics=topics, principals=principals, grants=tuple(sorted(set(grants))))
+    kept = retention_by_topic(retention, agency_ids) if retention is not None else {}
+    return AccessPlan(
+        topics=topics,
+        principals=principals,
+        grants=tuple(sorted(set(grants))),
+        retention_ms={p + name: ms for name, ms in kept.items()},
+    )

@@ -14,6 +14,11 @@ SHA-256 hashes (services/audit/config.py). Scope `audit:metadata` sees records w
 payload, `audit:payload` with it. Errors are RFC 9457 problem details
 (`application/problem+json`); parameters are validated up front so bad input is a 4xx.
 
+Payloads are stored sealed per person, never in plain text; the API opens them with the
+deployment's key-encryption key for `audit:payload` only. A record whose person's data was
+erased (the person's data key destroyed) is served with `"erased": true` and a null payload:
+its metadata, digest and inclusion proof are unchanged, which is what keeps the log verifiable.
+
 Every authenticated request is itself recorded in the audit log *before* it is answered:
 who (auditor id, scopes), what (method, path, query parameters), never any record data. It is
 published as a CloudEvent (`org.casebridge.audit.query.v1`) to `casebridge.audit.queries`,
@@ -70,6 +75,8 @@ from services.audit.queries import (
     tree_heads,
 )
 from services.audit.tree_head import SignedTreeHead, sth_to_dict
+from services.privacy.keys import KeyUnavailableError
+from services.privacy.vault import PersonVault
 from services.runtime.credentials import (
     AUDITOR_ROLE,
     KafkaClientConfig,
@@ -186,9 +193,21 @@ class EventOut(BaseModel):
     attributes: dict[str, str] | None
     payload_digest: str = Field(description="SHA-256 of the raw value, lowercase hex")
     leaf_hash: str = Field(description="RFC 6962 leaf hash as stored, lowercase hex")
-    payload: Any | None = Field(default=None, description="Only with scope audit:payload")
+    payload: Any | None = Field(
+        default=None,
+        description="Only with scope audit:payload: the value parsed as JSON; null when it is"
+        " not JSON, when the record had no value, or when it was erased",
+    )
     raw_value: str | None = Field(
-        default=None, description="Exact bytes (base64); only with scope audit:payload"
+        default=None,
+        description="Only with scope audit:payload: the exact bytes (base64), which"
+        " payload_digest hashes; null when the record had no value or it was erased",
+    )
+    erased: bool | None = Field(
+        default=None,
+        description="Only with scope audit:payload: true when the person's data was erased"
+        " (their data key destroyed): the value is gone for good, while the record, its digest"
+        " and its proofs still verify",
     )
 
 
@@ -392,9 +411,12 @@ def create_api(
     recorder: QueryRecorder | None = None,
     database: Database | None = None,
     auditors: AuditorRegistry | None = None,
+    vault: PersonVault | None = None,
 ) -> FastAPI:
     """The API app. Defaults: the database from `settings`, auditors and limits from `audit`
-    (or the environment), auditor queries recorded through Kafka."""
+    (or the environment), auditor queries recorded through Kafka, payloads opened with the
+    deployment's key-encryption key (loaded at start-up, so a missing key stops the server
+    rather than the first payload request)."""
     audit = audit or AuditSettings()
     registry = auditors if auditors is not None else audit.auditors()
     if not len(registry):
@@ -408,8 +430,22 @@ def create_api(
     max_limit = audit.page_limit_max
     default_limit = min(audit.page_limit_default, max_limit)
 
+    payloads = vault
+
+    def vault_for(who: Auditor) -> PersonVault | None:
+        """What opens payloads for this auditor: nothing without the payload scope."""
+        if not who.sees_payload:
+            return None
+        assert payloads is not None, "the lifespan loads the key-encryption key"
+        return payloads
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        nonlocal payloads
+        if payloads is None:
+            from services.bootstrap import person_vault  # the composition root: loaded lazily
+
+            payloads = person_vault(settings, cache_ttl_s=0)
         await db.start()
         try:
             yield
@@ -534,6 +570,18 @@ def create_api(
         )
         return _problem_response(request, problem)
 
+    @app.exception_handler(KeyUnavailableError)
+    async def _on_key(request: Request, exc: KeyUnavailableError) -> Response:
+        # Wrong key-encryption key, or a wrapped key altered in the database.
+        log.error("a data key does not open", error=type(exc).__name__)
+        problem = ProblemError(
+            500,
+            "Payload key unavailable",
+            "a payload's data key does not open with this deployment's key-encryption key",
+            kind="key-unavailable",
+        )
+        return _problem_response(request, problem)
+
     @app.exception_handler(Exception)
     async def _on_error(request: Request, exc: Exception) -> Response:
         if isinstance(
@@ -596,7 +644,7 @@ def create_api(
             f,
             after=_position(EVENTS_CURSOR, cursor),
             limit=page_size,
-            with_payload=who.sees_payload,
+            vault=vault_for(who),
         )
         headers = {}
         if page.next_cursor is not None:
@@ -623,7 +671,7 @@ def create_api(
             int | None, Query(ge=1, le=MAX_SEQ, description="default: the latest signed head")
         ] = None,
     ) -> Response:
-        row = await get_event(db.pool, seq, with_payload=who.sees_payload)
+        row = await get_event(db.pool, seq, vault=vault_for(who))
         if row is None:
             raise ProblemError(404, "Not Found", f"no record with seq {seq}", kind="not-found")
         body: dict[str, Any] = {"record": row.to_dict(), "inclusion_proof": None}
@@ -715,7 +763,7 @@ def create_api(
     ) -> StreamingResponse:
         if not await case_exists(db.pool, case_id):
             raise ProblemError(404, "Not Found", "no records for this case", kind="not-found")
-        lines = export_case(db.pool, case_id, with_payload=who.sees_payload)
+        lines = export_case(db.pool, case_id, vault=vault_for(who))
         return StreamingResponse(lines, media_type=NDJSON)
 
     return app

@@ -14,6 +14,12 @@
 The checking commands trust nothing but the public key file: data may come from the API
 (`--api URL --token T`, every query then lands in the audit log) or straight from PostgreSQL
 (`--database-url`, read-only), and is verified here either way.
+
+Payloads are stored sealed per person. `verify` and `export --payload` open them with the
+deployment's key-encryption key (`CASEBRIDGE_KEK`, or `<run dir>/secrets/keys/kek`) when there
+is one; without it `verify` still checks every leaf and signed head and says that the sealed
+values went unchecked. Records whose person's data was erased are reported as erased, never as
+failures, and exported with `"erased": true` and no payload.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import os
 import secrets
 import sys
 from collections.abc import AsyncIterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -37,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from services.audit.canonical import entry_leaf_hash
 from services.audit.config import SCOPES, AuditSettings, token_hash
 from services.audit.logcheck import (
+    KekLoader,
     entry_from_record,
     load_public_key_file,
     read_leaf_hashes_file,
@@ -47,6 +55,7 @@ from services.audit.logcheck import (
 from services.audit.merkle import verify_consistency, verify_inclusion
 from services.audit.queries import (
     LeafHashCache,
+    LogIntegrityError,
     all_tree_heads,
     consistency_proof,
     export_case,
@@ -64,6 +73,8 @@ from services.audit.tree_head import (
     verify_tree_head,
 )
 from services.audit.verify import VerificationReport
+from services.privacy.keys import KeyUnavailableError, load_kek
+from services.privacy.vault import PersonVault
 from services.runtime.credentials import AUDITOR_ROLE, database_url
 from services.runtime.database import asyncpg_dsn
 from services.runtime.logging import configure_logging
@@ -171,6 +182,17 @@ def _database_url(args: argparse.Namespace) -> str:
     return url
 
 
+def _kek_loader() -> KekLoader | None:
+    """The deployment's KEK, as a loader verification workers can call themselves; None
+    (payloads unchecked) where this machine holds no KEK, as an outside auditor's does not."""
+    loader = partial(load_kek, secrets_dir=Settings().secrets_dir)
+    try:
+        loader()
+    except FileNotFoundError:
+        return None
+    return loader
+
+
 # --- commands ----------------------------------------------------------------------------------
 
 
@@ -186,6 +208,8 @@ def _print_report(report: VerificationReport, as_json: bool, out: TextIO) -> Non
                 "first_divergent_seq",
                 "intact_prefix",
                 "divergent_before",
+                "payloads_checked",
+                "erased",
                 "detail",
             )
         }
@@ -225,7 +249,7 @@ async def _verify(args: argparse.Namespace) -> int:
             tree_heads=heads,
             use_table_heads=not args.no_table_heads,
             leaf_hashes=leaves,
-            check_json_copy=args.check_json_copy,
+            kek=None if args.no_payloads else _kek_loader(),
         )
     _print_report(report, args.json, sys.stdout)
     return EXIT_OK if report.ok else EXIT_FAILED
@@ -307,12 +331,13 @@ async def _export_lines(args: argparse.Namespace) -> AsyncIterator[bytes]:
                 if line:
                     yield line.encode() + b"\n"
         return
+    vault = PersonVault(load_kek(secrets_dir=Settings().secrets_dir)) if args.payload else None
     conn = await _connect(_database_url(args))
     try:
         lines = (
-            export_case(conn, args.case_id, with_payload=args.payload)
+            export_case(conn, args.case_id, vault=vault)
             if args.case_id is not None
-            else export_log(conn, with_payload=args.payload)
+            else export_log(conn, vault=vault)
         )
         async for chunk in lines:
             yield chunk
@@ -327,6 +352,10 @@ async def _export(args: argparse.Namespace) -> int:
         async for line in _export_lines(args):
             out.write(line)
             count += 1
+    except (LogIntegrityError, KeyUnavailableError) as exc:
+        # A payload that does not open is never written out; `verify` names every such seq.
+        print(f"export stopped after {count} records: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     finally:
         if args.output is not None:
             out.close()
@@ -391,7 +420,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     audit = AuditSettings()
     app = create_api(Settings(), audit)
-    uvicorn.run(app, host=args.host or audit.api_host, port=args.port or audit.api_port)
+    # log_config=None: uvicorn logs through CaseBridge's logging (and its scrubbing processors)
+    # instead of installing handlers of its own.
+    uvicorn.run(
+        app, host=args.host or audit.api_host, port=args.port or audit.api_port, log_config=None
+    )
     return EXIT_OK
 
 
@@ -451,7 +484,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--leaf-hashes", type=Path, help="leaf-hashes.bin exported by the signer")
     p.add_argument("--no-table-heads", action="store_true", help="ignore audit_tree_head")
-    p.add_argument("--check-json-copy", action="store_true", help="also compare the jsonb copies")
+    p.add_argument(
+        "--no-payloads",
+        action="store_true",
+        help="do not open the sealed payloads even where a key-encryption key is available",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=_verify)
 
@@ -474,7 +511,12 @@ def _parser() -> argparse.ArgumentParser:
     scope = p.add_mutually_exclusive_group(required=True)
     scope.add_argument("--case-id")
     scope.add_argument("--all", action="store_true")
-    p.add_argument("--payload", action="store_true", help="include payloads (database source)")
+    p.add_argument(
+        "--payload",
+        action="store_true",
+        help="include payloads, opened with the key-encryption key; erased ones are marked"
+        " (database source)",
+    )
     p.add_argument("--output", type=Path, help="file to write (default: stdout)")
     p.set_defaults(run=_export)
 

@@ -45,7 +45,9 @@ _AUDITOR_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 class AuditSettings(BaseSettings):
     """Signer cadence, export location, signing key, auditor tokens, API address."""
 
-    model_config = SettingsConfigDict(env_prefix="CASEBRIDGE_AUDIT_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="CASEBRIDGE_AUDIT_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     signing_key: SecretStr | None = None
     """Ed25519 private key: PKCS#8 PEM or base64 of the 32-byte seed. Never in the database."""

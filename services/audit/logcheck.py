@@ -5,11 +5,15 @@ signer's `tree-heads.jsonl`, the Kafka topic, the `audit_tree_head` table): only
 signatures make them evidence. The latest one (largest size) must verify; every record
 below its size is read in seq order, re-encoded as a leaf (`canonical.encode_leaf`) and
 folded into the root, which must equal the signed root (`verify.verify_log` does the
-judging). Three things beyond the leaves are checked, because the leaf holds only a digest:
+judging). Two things beyond the leaves are checked, because the leaf holds only a digest:
 
-* each record's raw value (the exact bytes received, `raw_value`) must still hash to its
-  `payload_digest`: this catches a changed payload whose leaf fields were left alone;
-* optionally, the queryable jsonb copy (`payload`) must still equal the raw value parsed;
+* each record's value must still hash to its `payload_digest`: this catches a changed payload
+  whose leaf fields were left alone. Values are stored sealed per person (services/audit/
+  sealed.py), so this needs the key-encryption key (`kek`); without it the leaves, heads and
+  absent values are still checked, the sealed values are not (and the report says so). A
+  sealed value that does not open (altered, moved from another row, or naming a key that does
+  not exist) is a failure; one whose person's key was erased is counted as erased, not a
+  failure: erasure is what sealing is for, and the leaf still covers the record;
 * when the root does not match, each record's stored `leaf_hash` is compared with the
   recomputed one. The column is not evidence by itself, but it is passed to `verify_log` as
   `leaf_hashes`, which trusts it exactly as far as a signed root matches it, and a record
@@ -20,8 +24,10 @@ Given the signer's exported `leaf-hashes.bin` instead, the first divergent recor
 exactly even when rows and stored leaf hashes were rewritten together.
 
 Reading a million rows and hashing them is CPU-bound Python, so the database check splits
-the seq range over worker processes (each reads its own range on its own connection); only
-if that fast pass finds anything wrong is the log read again, sequentially, for diagnosis.
+the seq range over worker processes (each reads its own range on its own connection, fetches
+the data keys of each batch of rows in one query, and loads the KEK itself, so the KEK never
+crosses a pipe); only if that fast pass finds anything wrong is the log read again,
+sequentially, for diagnosis.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import hashlib
 import itertools
 import operator
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -48,6 +54,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from services.audit.canonical import LEAF_FIELDS, AuditEntry, encode_leaf
 from services.audit.merkle import HASH_SIZE, MerkleTree, leaf_hash
 from services.audit.queries import LEAF_COLUMNS, all_tree_heads, entry_from_row, rfc3339
+from services.audit.sealed import BatchKeys, batch_keys, open_value
 from services.audit.tree_head import (
     SignedTreeHead,
     load_public_key,
@@ -55,16 +62,20 @@ from services.audit.tree_head import (
     verify_tree_head,
 )
 from services.audit.verify import DUPLICATE_SEQ, VerificationReport, verify_log
+from services.privacy.keys import KeyEncryptionKey
+from services.privacy.sealing import SealBrokenError
+from services.privacy.vault import PersonVault
 from services.runtime.logging import get_logger
 
 log = get_logger("casebridge.audit.verify")
 
 __all__ = [
     "CONFLICTING_HEADS",
-    "JSON_COPY_MISMATCH",
     "NO_TREE_HEAD",
     "PAYLOAD_MISMATCH",
+    "SEALED_VALUE_BROKEN",
     "UNREADABLE_EXPORT",
+    "KekLoader",
     "entry_from_record",
     "load_public_key_file",
     "read_leaf_hashes_file",
@@ -75,9 +86,10 @@ __all__ = [
 ]
 
 PAYLOAD_MISMATCH: Final = "payload_mismatch"
-"""A record's raw value no longer hashes to the payload digest in its (verified) leaf."""
-JSON_COPY_MISMATCH: Final = "json_copy_mismatch"
-"""A record's jsonb copy differs from its raw value."""
+"""A record's value (opened, or absent) no longer hashes to the payload digest in its leaf."""
+SEALED_VALUE_BROKEN: Final = "sealed_value_broken"
+"""A record's sealed value does not open: altered, moved from another row, or naming a data
+key that does not exist or does not open."""
 NO_TREE_HEAD: Final = "no_tree_head"
 """No tree head to check against."""
 CONFLICTING_HEADS: Final = "conflicting_tree_heads"
@@ -86,14 +98,14 @@ UNREADABLE_EXPORT: Final = "unreadable_export"
 """An export line is not a record (its position is reported as the divergent seq)."""
 
 _ZERO = bytes(HASH_SIZE)
+_EMPTY_DIGEST = hashlib.sha256(b"").digest()
 _FETCH = 20_000
 _PARALLEL_FROM = 50_000
-_JSON_COPY_OK = (
-    "CASE WHEN payload IS NULL THEN true"
-    " WHEN raw_value IS NULL THEN false"
-    " WHEN pg_catalog.sha256(raw_value) <> payload_digest THEN NULL"
-    " ELSE payload = pg_catalog.convert_from(raw_value, 'UTF8')::jsonb END"
-)
+
+KekLoader = Callable[[], KeyEncryptionKey]
+"""How a verifying process gets the key-encryption key, e.g.
+`functools.partial(load_kek, secrets_dir=...)`. Each worker process calls it itself, so it
+must pickle; the KEK is then never sent between processes."""
 
 
 def read_tree_heads_file(path: Path) -> list[SignedTreeHead]:
@@ -190,7 +202,64 @@ class _Evidence:
     rows: int = 0
     misordered: int | None = None
     payload_bad: int | None = None
-    json_bad: int | None = None
+    seal_bad: int | None = None
+    payloads_checked: int = 0
+    erased: int = 0
+    unchecked: int = 0
+    """Sealed values not opened: no key-encryption key, or an export without payloads."""
+    unchecked_why: str = "no key-encryption key"
+    under_unopenable_keys: int = 0
+    """Values whose data key does not open: the wrong KEK if it is all of them."""
+
+    def absorb(self, part: _Evidence) -> None:
+        """Add the payload findings of another range."""
+        self.payload_bad = _min(self.payload_bad, part.payload_bad)
+        self.seal_bad = _min(self.seal_bad, part.seal_bad)
+        self.payloads_checked += part.payloads_checked
+        self.erased += part.erased
+        self.unchecked += part.unchecked
+        self.under_unopenable_keys += part.under_unopenable_keys
+
+    def check_value(
+        self, seq: int, digest: bytes, key_id: int | None, sealed: Any, keys: BatchKeys | None
+    ) -> None:
+        """Judge one stored value. `sealed` is the sealed bytes, or (read without keys)
+        whether there are any; `keys` are the batch's data keys, None without a KEK."""
+        if sealed is None or sealed is False:  # the record had no value
+            if key_id is not None:
+                self.seal_bad = _min(self.seal_bad, seq)
+            elif digest != _EMPTY_DIGEST:
+                self.payload_bad = _min(self.payload_bad, seq)
+            else:
+                self.payloads_checked += 1
+            return
+        if key_id is None:
+            self.seal_bad = _min(self.seal_bad, seq)
+        elif keys is None or sealed is True:
+            self.unchecked += 1
+        elif key_id in keys.erased:
+            self.erased += 1
+        elif key_id not in keys.live:
+            self.seal_bad = _min(self.seal_bad, seq)
+            self.under_unopenable_keys += key_id in keys.unopenable
+        else:
+            try:
+                value = open_value(keys.live[key_id], sealed, seq)
+            except SealBrokenError:
+                self.seal_bad = _min(self.seal_bad, seq)
+                return
+            if hashlib.sha256(value).digest() != digest:
+                self.payload_bad = _min(self.payload_bad, seq)
+            else:
+                self.payloads_checked += 1
+
+    def payload_note(self) -> str:
+        note = f"{self.payloads_checked} values match their digests"
+        if self.erased:
+            note += f", {self.erased} erased (their data keys destroyed)"
+        if self.unchecked:
+            note += f", {self.unchecked} sealed values not checked ({self.unchecked_why})"
+        return note
 
     def first_self_contradiction(self, lo: int, hi: int) -> int | None:
         """First position in lo..hi-1 whose record differs from its own stored leaf hash."""
@@ -232,17 +301,23 @@ def _conclude(
         elif not exact_leaves:
             notes.append("the exported leaf-hashes file would name the exact record")
     for code, seq, what in (
-        (PAYLOAD_MISMATCH, evidence.payload_bad, "raw value no longer hashes to its digest"),
-        (JSON_COPY_MISMATCH, evidence.json_bad, "jsonb copy differs from the raw value"),
+        (PAYLOAD_MISMATCH, evidence.payload_bad, "value no longer hashes to its digest"),
+        (SEALED_VALUE_BROKEN, evidence.seal_bad, "sealed value does not open with its data key"),
     ):
         if seq is not None and (first is None or seq < first or report.ok):
             if first is None or seq < first:
                 first = seq
                 problem = code
             notes.append(f"seq {seq}: {what}")
+    if evidence.under_unopenable_keys:
+        notes.append(
+            f"{evidence.under_unopenable_keys} values are under data keys that do not open with"
+            " this key-encryption key (the wrong KEK, or wrapped keys altered)"
+        )
+    report = replace(report, payloads_checked=evidence.payloads_checked, erased=evidence.erased)
     if problem is None:
         tail = f"; {unsigned} newer records not yet covered by a signed head" if unsigned else ""
-        return replace(report, detail=report.detail + tail)
+        return replace(report, detail=f"{report.detail}; {evidence.payload_note()}{tail}")
     intact = report.intact_prefix if first is None else min(report.intact_prefix, first)
     before = report.divergent_before if first is None else first + 1
     if report.divergent_before is not None and before is not None:
@@ -261,10 +336,12 @@ def _conclude(
 # --- the database ----------------------------------------------------------------------------
 
 
-def _chunk_sql(check_json: bool) -> str:
-    extra = f", {_JSON_COPY_OK}" if check_json else ""
+def _chunk_sql(open_values: bool) -> str:
+    """Leaf columns, then the data key id and the sealed value (or, when values are not to be
+    opened, only whether there is one: a verifier without the KEK reads no ciphertext)."""
+    value = "sealed_value" if open_values else "sealed_value IS NOT NULL"
     return (
-        f"SELECT {LEAF_COLUMNS}, raw_value{extra} FROM audit_log"  # noqa: S608
+        f"SELECT {LEAF_COLUMNS}, data_key_id, {value} FROM audit_log"  # noqa: S608
         " WHERE seq >= $1 AND seq < $2 ORDER BY seq, recorded_at"
     )
 
@@ -301,20 +378,24 @@ for _index, _name in enumerate(LEAF_FIELDS):
     setattr(_LeafRow, _name, property(operator.itemgetter(_index)))
 
 
-async def _read_chunk(dsn: str, lo: int, hi: int, check_json: bool) -> _Evidence:
-    """Recompute the leaf hashes of seq lo..hi-1 with `encode_leaf` and check the payloads
+async def _read_chunk(dsn: str, lo: int, hi: int, kek: KekLoader | None) -> _Evidence:
+    """Recompute the leaf hashes of seq lo..hi-1 with `encode_leaf` and check the values
     (runs in a worker process)."""
     evidence = _Evidence(bytearray(), bytearray())
     append_r = evidence.recomputed.extend
     sha256 = hashlib.sha256
+    vault = PersonVault(kek()) if kek is not None else None
     conn = await _connect(dsn)
     try:
-        statement = await conn.prepare(_chunk_sql(check_json), record_class=_LeafRow)
+        statement = await conn.prepare(_chunk_sql(vault is not None), record_class=_LeafRow)
         position = lo
         pending = asyncio.ensure_future(statement.fetch(lo, min(hi, lo + _FETCH)))
         while position < hi:
             rows = await pending
             position = min(hi, position + _FETCH)
+            keys = None
+            if vault is not None:  # one query for the batch's keys, before the next fetch
+                keys = await batch_keys(conn, vault, {r[12] for r in rows if r[12] is not None})
             if position < hi:  # the database works on the next batch while we hash this one
                 nxt = statement.fetch(position, min(hi, position + _FETCH))
                 pending = asyncio.ensure_future(nxt)
@@ -328,30 +409,26 @@ async def _read_chunk(dsn: str, lo: int, hi: int, check_json: bool) -> _Evidence
                     append_r(_ZERO)
                     if evidence.misordered is None:
                         evidence.misordered = seq
-                raw = row[12]
-                if sha256(raw if raw is not None else b"").digest() != row[11]:
-                    evidence.payload_bad = _min(evidence.payload_bad, seq)
-                if check_json and row[13] is False:
-                    evidence.json_bad = _min(evidence.json_bad, seq)
+                evidence.check_value(seq, row[11], row[12], row[13], keys)
                 evidence.rows += 1
     finally:
         await conn.close()
     return evidence
 
 
-def _read_chunk_process(dsn: str, lo: int, hi: int, check_json: bool) -> _Evidence:
-    return asyncio.run(_read_chunk(dsn, lo, hi, check_json))
+def _read_chunk_process(dsn: str, lo: int, hi: int, kek: KekLoader | None) -> _Evidence:
+    return asyncio.run(_read_chunk(dsn, lo, hi, kek))
 
 
-async def _fast_pass(dsn: str, size: int, check_json: bool, workers: int) -> _Evidence:
+async def _fast_pass(dsn: str, size: int, kek: KekLoader | None, workers: int) -> _Evidence:
     if size < _PARALLEL_FROM or workers <= 1:
-        return await _read_chunk(dsn, 0, size, check_json)
+        return await _read_chunk(dsn, 0, size, kek)
     bounds = [size * i // workers for i in range(workers + 1)]
     loop = asyncio.get_running_loop()
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         parts = await asyncio.gather(
             *(
-                loop.run_in_executor(pool, _read_chunk_process, dsn, a, b, check_json)
+                loop.run_in_executor(pool, _read_chunk_process, dsn, a, b, kek)
                 for a, b in itertools.pairwise(bounds)
             )
         )
@@ -364,8 +441,7 @@ async def _fast_pass(dsn: str, size: int, check_json: bool, workers: int) -> _Ev
                 merged.misordered = merged.rows
         merged.recomputed += part.recomputed
         merged.rows += part.rows
-        merged.payload_bad = _min(merged.payload_bad, part.payload_bad)
-        merged.json_bad = _min(merged.json_bad, part.json_bad)
+        merged.absorb(part)
     return merged
 
 
@@ -391,7 +467,7 @@ def _fast_ok(evidence: _Evidence, size: int, heads: _Heads) -> bool:
     assert heads.latest is not None
     if evidence.misordered is not None or evidence.rows != size:
         return False
-    if evidence.payload_bad is not None or evidence.json_bad is not None:
+    if evidence.payload_bad is not None or evidence.seal_bad is not None:
         return False
     r = bytes(evidence.recomputed)
     tree = MerkleTree.from_leaf_hashes(r[i : i + HASH_SIZE] for i in range(0, len(r), HASH_SIZE))
@@ -432,14 +508,16 @@ async def verify_database(
     tree_heads: Iterable[SignedTreeHead] = (),
     use_table_heads: bool = True,
     leaf_hashes: Sequence[bytes] | None = None,
-    check_json_copy: bool = False,
+    kek: KekLoader | None = None,
     workers: int | None = None,
 ) -> VerificationReport:
     """Verify the log in PostgreSQL (read-only) against the latest of the given heads.
 
     `tree_heads`: heads from outside the database (file, Kafka); with `use_table_heads` the
     `audit_tree_head` table's are added. `leaf_hashes`: the signer's exported leaf hashes.
-    `workers`: processes for the fast pass (default: one per CPU).
+    `kek`: loads the key-encryption key, to open and check the sealed values (the connection's
+    role must read `data_key`: the auditor's does). `workers`: processes for the fast pass
+    (default: one per CPU).
     """
     key = _as_public_key(public_key)
     conn = await _connect(database_url)
@@ -456,7 +534,7 @@ async def verify_database(
     finally:
         await conn.close()
     workers = workers or max(1, min(8, os.cpu_count() or 1))
-    evidence = await _fast_pass(database_url, size, check_json_copy, workers)
+    evidence = await _fast_pass(database_url, size, kek, workers)
     if _fast_ok(evidence, size, heads):
         return _conclude(
             _report(None, size, f"{size} records match the signed root", checked=size),
@@ -490,13 +568,14 @@ async def verify_against_latest(
     *,
     tree_heads_file: Path | None = None,
     leaf_hashes_file: Path | None = None,
+    kek: KekLoader | None = None,
 ) -> VerificationReport:
     """The README demo's last step: the stored log against the latest signed tree head.
 
     Heads come from the `audit_tree_head` table plus, if given, the signer's exported
     `tree-heads.jsonl` (which a database owner cannot rewrite); `leaf_hashes_file` (the
     signer's `leaf-hashes.bin`, ignored if missing) makes the divergent seq exact in every
-    case.
+    case. With `kek` the sealed values are opened and checked too.
     """
     heads = read_tree_heads_file(tree_heads_file) if tree_heads_file is not None else []
     leaves = None
@@ -505,7 +584,9 @@ async def verify_against_latest(
             leaves = read_leaf_hashes_file(leaf_hashes_file)
         except FileNotFoundError:  # no signer has exported leaves yet: heads alone will do
             leaves = None
-    return await verify_database(database_url, public_key, tree_heads=heads, leaf_hashes=leaves)
+    return await verify_database(
+        database_url, public_key, tree_heads=heads, leaf_hashes=leaves, kek=kek
+    )
 
 
 # --- an export ---------------------------------------------------------------------------------
@@ -540,7 +621,7 @@ def _export_lines(path: Path) -> Iterator[bytes]:
 def _export_evidence(path: Path, size: int) -> tuple[_Evidence, int | None]:
     """First pass over an export: stored/recomputed leaf hashes, payload checks, and the
     position of the first line that is not a record."""
-    evidence = _Evidence(bytearray(), bytearray())
+    evidence = _Evidence(bytearray(), bytearray(), unchecked_why="the export has no payloads")
     for position, line in enumerate(_export_lines(path)):
         if position >= size:
             break
@@ -554,13 +635,19 @@ def _export_evidence(path: Path, size: int) -> tuple[_Evidence, int | None]:
         evidence.recomputed += leaf_hash(encode_leaf(entry))
         evidence.stored += stored if len(stored) == HASH_SIZE else _ZERO
         evidence.rows += 1
-        if raw_b64 is not False:  # the export carries payloads: check them
+        if raw_b64 is False:  # the export carries no payloads
+            evidence.unchecked += 1
+        elif raw_b64 is None and record.get("erased") is True:
+            evidence.erased += 1
+        else:
             try:
                 raw = b"" if raw_b64 is None else base64.b64decode(raw_b64, validate=True)
             except (binascii.Error, TypeError, ValueError):
                 raw = None
             if raw is None or hashlib.sha256(raw).digest() != entry.payload_digest:
                 evidence.payload_bad = _min(evidence.payload_bad, entry.seq)
+            else:
+                evidence.payloads_checked += 1
     return evidence, None
 
 
@@ -580,7 +667,10 @@ def verify_export(
     leaf_hashes: Sequence[bytes] | None = None,
 ) -> VerificationReport:
     """Verify a whole-log JSONL export (`casebridge audit export --all`) against the latest of
-    `tree_heads`. Payloads are checked when the export carries them."""
+    `tree_heads`. Payloads are checked when the export carries them (`--payload`); records
+    exported as erased are counted, not checked: the file alone cannot tell an erasure from a
+    payload removed from it, so an export's erased count is worth comparing with the
+    database's."""
     key = _as_public_key(public_key)
     heads = _select_heads(tree_heads, key)
     if heads.refusal is not None:

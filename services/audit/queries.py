@@ -10,6 +10,13 @@ mean reading up to n leaf hashes, so `LeafHashCache` keeps the tree (64 bytes pe
 memory and catches up with the log on demand. The stored `leaf_hash` column is used as is:
 a proof built from a tampered column simply fails to verify against the signed root, which
 is the auditor's check, not ours.
+
+Payloads are stored sealed per person (services/audit/sealed.py). A reader given the person
+vault gets them opened, with the keys of a whole page fetched in one query; a record whose
+person's key was erased comes back marked `erased`, without payload: its metadata, digest and
+proofs are unaffected. A sealed value that does not open (altered, or moved from another row)
+is a `LogIntegrityError`, a data key that does not open a `KeyUnavailableError`; neither is
+ever a payload.
 """
 
 from __future__ import annotations
@@ -28,7 +35,11 @@ import orjson
 
 from services.audit.canonical import AuditEntry
 from services.audit.merkle import MerkleTree
+from services.audit.sealed import batch_keys, open_value
 from services.audit.tree_head import SignedTreeHead
+from services.privacy.keys import KeyUnavailableError
+from services.privacy.sealing import SealBrokenError
+from services.privacy.vault import PersonVault
 
 __all__ = [
     "MAX_SEQ",
@@ -82,7 +93,7 @@ _EVENT_COLUMNS = (
     " reason_code, kafka_topic, kafka_partition, kafka_offset, attributes, payload_digest,"
     " leaf_hash"
 )
-_PAYLOAD_COLUMNS = ", raw_value, payload IS NOT NULL AS payload_is_json"
+_PAYLOAD_COLUMNS = ", sealed_value, data_key_id"
 _HEAD_COLUMNS = "tree_size, root_hash, timestamp_ms, signature, key_id"
 
 
@@ -137,17 +148,14 @@ class AuditRow:
     leaf_hash: bytes
     with_payload: bool = False
     raw_value: bytes | None = None
-    payload_is_json: bool = False
+    """The value as received, opened from its seal (None: no value, or erased)."""
+    erased: bool = False
+    """The person's data key was erased: the value is gone for good, by design."""
 
     @classmethod
-    def from_record(cls, record: asyncpg.Record, *, with_payload: bool) -> AuditRow:
-        values = tuple(record)
-        row = cls(*values[:15])
-        if with_payload:
-            return replace(
-                row, with_payload=True, raw_value=values[15], payload_is_json=bool(values[16])
-            )
-        return row
+    def from_record(cls, record: asyncpg.Record) -> AuditRow:
+        """The metadata of a row selected with `_EVENT_COLUMNS` first (payload not opened)."""
+        return cls(*tuple(record)[:15])
 
     def entry(self) -> AuditEntry:
         """The leaf entry, recomputed from the fields (never from the stored leaf hash)."""
@@ -170,9 +178,9 @@ class AuditRow:
         """JSON-ready form (the export line and the API item).
 
         Digests are lowercase hex as in the leaf format. With the payload: `raw_value` is the
-        exact bytes (base64), which is what `payload_digest` hashes, and `payload` the same
-        bytes parsed as JSON for convenience (null when they are not JSON). The jsonb column
-        is never served: it is a normalised copy that cannot prove itself unaltered.
+        exact bytes (base64), which is what `payload_digest` hashes, `payload` the same bytes
+        parsed as JSON for convenience (null when they are not JSON), and `erased` whether the
+        person's data key was destroyed (both are then null).
         """
         try:
             attributes = orjson.loads(self.attributes_json)
@@ -198,13 +206,14 @@ class AuditRow:
         if self.with_payload:
             raw = self.raw_value
             payload: Any = None
-            if raw is not None and self.payload_is_json:
+            if raw is not None:
                 try:
                     payload = orjson.loads(raw)
                 except orjson.JSONDecodeError:
                     payload = None
             out["payload"] = payload
             out["raw_value"] = None if raw is None else base64.b64encode(raw).decode("ascii")
+            out["erased"] = self.erased
         return out
 
     def to_json(self) -> bytes:
@@ -306,30 +315,61 @@ async def find_events(
     *,
     after: int | None = None,
     limit: int = 100,
-    with_payload: bool = False,
+    vault: PersonVault | None = None,
 ) -> Page:
-    """One page of matching records in seq order, from just after seq `after`."""
+    """One page of matching records in seq order, from just after seq `after`; with their
+    payloads, opened, when given the `vault`."""
     if not 1 <= limit <= 10_000:
         raise ValueError("limit must be in 1..10000")
     where, args = _where(f, after)
-    columns = _EVENT_COLUMNS + (_PAYLOAD_COLUMNS if with_payload else "")
+    columns = _EVENT_COLUMNS + (_PAYLOAD_COLUMNS if vault is not None else "")
     args.append(limit + 1)
     rows = await db.fetch(
         f"SELECT {columns} FROM audit_log{where} ORDER BY seq LIMIT ${len(args)}",  # noqa: S608
         *args,
     )
-    items = [AuditRow.from_record(r, with_payload=with_payload) for r in rows[:limit]]
+    items = await _rows(db, rows[:limit], vault)
     more = len(rows) > limit
     return Page(items, encode_cursor(EVENTS_CURSOR, items[-1].seq) if more else None)
 
 
-async def get_event(db: Queryable, seq: int, *, with_payload: bool = False) -> AuditRow | None:
-    columns = _EVENT_COLUMNS + (_PAYLOAD_COLUMNS if with_payload else "")
+async def get_event(
+    db: Queryable, seq: int, *, vault: PersonVault | None = None
+) -> AuditRow | None:
+    columns = _EVENT_COLUMNS + (_PAYLOAD_COLUMNS if vault is not None else "")
     row = await db.fetchrow(
         f"SELECT {columns} FROM audit_log WHERE seq = $1 ORDER BY recorded_at LIMIT 1",  # noqa: S608
         seq,
     )
-    return None if row is None else AuditRow.from_record(row, with_payload=with_payload)
+    return None if row is None else (await _rows(db, [row], vault))[0]
+
+
+async def _rows(
+    db: Queryable, records: Sequence[asyncpg.Record], vault: PersonVault | None
+) -> list[AuditRow]:
+    """Rows from records; with a vault, their sealed values opened with one key query."""
+    rows = [AuditRow.from_record(r) for r in records]
+    if vault is None:
+        return rows
+    keys = await batch_keys(db, vault, {r[16] for r in records if r[16] is not None})
+    opened: list[AuditRow] = []
+    for row, record in zip(rows, records, strict=True):
+        sealed, key_id = record[15], record[16]
+        if sealed is None and key_id is None:
+            opened.append(replace(row, with_payload=True))
+        elif key_id in keys.erased:
+            opened.append(replace(row, with_payload=True, erased=True))
+        elif key_id in keys.unopenable:
+            raise KeyUnavailableError(f"the data key of seq {row.seq} does not open")
+        elif sealed is None or key_id not in keys.live:
+            raise LogIntegrityError(row.seq, "its sealed value names no data key")
+        else:
+            try:
+                raw = open_value(keys.live[key_id], sealed, row.seq)
+            except SealBrokenError:
+                raise LogIntegrityError(row.seq, "its sealed value does not open") from None
+            opened.append(replace(row, with_payload=True, raw_value=raw))
+    return opened
 
 
 async def case_exists(db: Queryable, case_id: str) -> bool:
@@ -340,11 +380,11 @@ async def case_exists(db: Queryable, case_id: str) -> bool:
 
 
 async def _export(
-    db: Queryable, f: EventFilter, *, with_payload: bool, batch: int
+    db: Queryable, f: EventFilter, *, vault: PersonVault | None, batch: int
 ) -> AsyncIterator[bytes]:
     after: int | None = None
     while True:
-        page = await find_events(db, f, after=after, limit=batch, with_payload=with_payload)
+        page = await find_events(db, f, after=after, limit=batch, vault=vault)
         for row in page.items:
             yield row.to_json() + b"\n"
         if page.next_cursor is None:
@@ -353,25 +393,29 @@ async def _export(
 
 
 def export_case(
-    db: Queryable, case_id: str, *, with_payload: bool = False, batch: int = EXPORT_BATCH
+    db: Queryable,
+    case_id: str,
+    *,
+    vault: PersonVault | None = None,
+    batch: int = EXPORT_BATCH,
 ) -> AsyncIterator[bytes]:
     """A case's full history as JSON Lines, in seq order, fetched in keyset batches (a slow
-    reader holds no connection or transaction between batches)."""
-    return _export(db, EventFilter(case_id=case_id), with_payload=with_payload, batch=batch)
+    reader holds no connection or transaction between batches); payloads with a `vault`."""
+    return _export(db, EventFilter(case_id=case_id), vault=vault, batch=batch)
 
 
 def export_log(
     db: Queryable,
     *,
-    with_payload: bool = False,
+    vault: PersonVault | None = None,
     from_seq: int = 0,
     to_seq: int | None = None,
     batch: int = EXPORT_BATCH,
 ) -> AsyncIterator[bytes]:
     """The whole log (or a seq range) as JSON Lines, the input `casebridge audit verify
-    --export` recomputes the tree from."""
+    --export` recomputes the tree from; payloads (erased ones marked) with a `vault`."""
     f = EventFilter(from_seq=from_seq, to_seq=to_seq)
-    return _export(db, f, with_payload=with_payload, batch=batch)
+    return _export(db, f, vault=vault, batch=batch)
 
 
 # --- tree heads ------------------------------------------------------------------------------
@@ -453,8 +497,10 @@ async def fetch_leaf_hashes(
         if expected < stop:  # the log ends here (or has a hole that a later row would show)
             if end is not None:
                 raise LogIntegrityError(expected, "seq missing")
-            later = await db.fetchval("SELECT min(seq) FROM audit_log WHERE seq > $1", expected)
-            if later is not None:
+            # `>=`: a row at `expected` committed since the read above means the log grew (the
+            # writer commits in seq order), not that it has a hole; the prefix read stands.
+            later = await db.fetchval("SELECT min(seq) FROM audit_log WHERE seq >= $1", expected)
+            if later is not None and later != expected:
                 raise LogIntegrityError(expected, "seq missing")
             break
     return hashes

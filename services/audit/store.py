@@ -5,6 +5,10 @@ One transaction per batch does everything: it takes the next sequence numbers fr
 skips records at or below the offsets this consumer already stored (so a replay after a crash
 adds nothing), COPYs the rows, and advances both. Kafka offsets are committed only after this
 transaction, and a record that is redelivered anyway is skipped by the stored offsets.
+
+No value is stored in plain text: within the same transaction the batch's data keys come from
+the person vault (one query for the whole batch, none when its cache holds them) and each value
+is sealed under its subject's key, bound to its seq (services/audit/sealed.py).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import orjson
 
 from services.audit.canonical import AuditEntry, entry_leaf_hash
 from services.audit.records import AuditRecord
+from services.audit.sealed import seal_value
+from services.privacy.vault import DataKey, PersonVault
 from services.runtime.database import Database
 
 COLUMNS = (
@@ -33,8 +39,8 @@ COLUMNS = (
     "kafka_partition",
     "kafka_offset",
     "attributes",
-    "payload",
-    "raw_value",
+    "sealed_value",
+    "data_key_id",
     "payload_digest",
     "leaf_hash",
 )
@@ -60,8 +66,9 @@ def entry_of(seq: int, recorded_at: datetime, r: AuditRecord) -> AuditEntry:
 class AuditLog:
     """Appends batches of audit records for one consumer (its offsets are kept per consumer)."""
 
-    def __init__(self, db: Database, *, consumer: str) -> None:
+    def __init__(self, db: Database, vault: PersonVault, *, consumer: str) -> None:
         self._db = db
+        self._vault = vault
         self._consumer = consumer
         self._name = consumer
 
@@ -74,70 +81,89 @@ class AuditLog:
         """Append the records not yet stored; return the entries appended, in seq order."""
         if not records:
             return []
-        async with self._db.pool.acquire() as conn, conn.transaction():
-            next_seq: int = await conn.fetchval(
-                "SELECT next_seq FROM audit_head WHERE id = 1 FOR UPDATE"
+        try:
+            async with self._db.pool.acquire() as conn, conn.transaction():
+                return await self._append(conn, records)
+        except BaseException:
+            # Keys the vault created in a transaction that did not commit do not exist: they
+            # must not stay in its cache, or later values would be sealed under them.
+            for subject in {r.data_subject for r in records}:
+                self._vault.forget(subject)
+            raise
+
+    async def _append(self, conn: Any, records: Sequence[AuditRecord]) -> list[AuditEntry]:
+        next_seq: int = await conn.fetchval(
+            "SELECT next_seq FROM audit_head WHERE id = 1 FOR UPDATE"
+        )
+        stored = {
+            (row[0], row[1]): row[2]
+            for row in await conn.fetch(
+                "SELECT kafka_topic, kafka_partition, next_offset"
+                " FROM audit_consumer_offset WHERE consumer = $1",
+                self._consumer,
             )
-            stored = {
-                (row[0], row[1]): row[2]
-                for row in await conn.fetch(
-                    "SELECT kafka_topic, kafka_partition, next_offset"
-                    " FROM audit_consumer_offset WHERE consumer = $1",
-                    self._consumer,
+        }
+        fresh = [
+            r
+            for r in records
+            if r.kafka_offset >= stored.get((r.kafka_topic, r.kafka_partition), 0)
+        ]
+        fresh = await _first_copies(conn, fresh)
+        if not fresh:
+            return []
+        recorded_at = datetime.now(UTC)
+        entries = [entry_of(next_seq + i, recorded_at, r) for i, r in enumerate(fresh)]
+        subjects = {r.data_subject for r in fresh if r.raw_value is not None}
+        keys = await self._vault.keys_for(conn, subjects) if subjects else {}
+        await conn.copy_records_to_table(
+            "audit_log",
+            columns=COLUMNS,
+            records=[
+                (
+                    e.seq,
+                    recorded_at,
+                    r.event_id,
+                    r.event_source,
+                    r.event_type,
+                    r.subject,
+                    r.agency,
+                    r.outcome,
+                    r.reason_code,
+                    r.kafka_topic,
+                    r.kafka_partition,
+                    r.kafka_offset,
+                    _attributes_json(r.attributes),
+                    *_sealed(keys, r, e.seq),
+                    r.payload_digest,
+                    entry_leaf_hash(e),
                 )
-            }
-            fresh = [
-                r
-                for r in records
-                if r.kafka_offset >= stored.get((r.kafka_topic, r.kafka_partition), 0)
-            ]
-            fresh = await _first_copies(conn, fresh)
-            if not fresh:
-                return []
-            recorded_at = datetime.now(UTC)
-            entries = [entry_of(next_seq + i, recorded_at, r) for i, r in enumerate(fresh)]
-            await conn.copy_records_to_table(
-                "audit_log",
-                columns=COLUMNS,
-                records=[
-                    (
-                        e.seq,
-                        recorded_at,
-                        r.event_id,
-                        r.event_source,
-                        r.event_type,
-                        r.subject,
-                        r.agency,
-                        r.outcome,
-                        r.reason_code,
-                        r.kafka_topic,
-                        r.kafka_partition,
-                        r.kafka_offset,
-                        _attributes_json(r.attributes),
-                        r.payload_json,
-                        r.raw_value,
-                        r.payload_digest,
-                        entry_leaf_hash(e),
-                    )
-                    for e, r in zip(entries, fresh, strict=True)
-                ],
-            )
-            advanced: dict[tuple[str, int], int] = {}
-            for r in fresh:
-                key = (r.kafka_topic, r.kafka_partition)
-                advanced[key] = max(advanced.get(key, 0), r.kafka_offset + 1)
-            await conn.executemany(
-                "INSERT INTO audit_consumer_offset"
-                " (consumer, kafka_topic, kafka_partition, next_offset)"
-                " VALUES ($1, $2, $3, $4)"
-                " ON CONFLICT (consumer, kafka_topic, kafka_partition)"
-                " DO UPDATE SET next_offset = EXCLUDED.next_offset",
-                [(self._consumer, t, p, o) for (t, p), o in advanced.items()],
-            )
-            await conn.execute(
-                "UPDATE audit_head SET next_seq = $1 WHERE id = 1", next_seq + len(entries)
-            )
+                for e, r in zip(entries, fresh, strict=True)
+            ],
+        )
+        advanced: dict[tuple[str, int], int] = {}
+        for r in fresh:
+            key = (r.kafka_topic, r.kafka_partition)
+            advanced[key] = max(advanced.get(key, 0), r.kafka_offset + 1)
+        await conn.executemany(
+            "INSERT INTO audit_consumer_offset"
+            " (consumer, kafka_topic, kafka_partition, next_offset)"
+            " VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (consumer, kafka_topic, kafka_partition)"
+            " DO UPDATE SET next_offset = EXCLUDED.next_offset",
+            [(self._consumer, t, p, o) for (t, p), o in advanced.items()],
+        )
+        await conn.execute(
+            "UPDATE audit_head SET next_seq = $1 WHERE id = 1", next_seq + len(entries)
+        )
         return entries
+
+
+def _sealed(keys: dict[str, DataKey], r: AuditRecord, seq: int) -> tuple[bytes | None, int | None]:
+    """`sealed_value` and `data_key_id` of a row: both NULL for a record without a value."""
+    if r.raw_value is None:
+        return None, None
+    key = keys[r.data_subject]
+    return seal_value(key.key, r.raw_value, seq), key.key_id
 
 
 _CLAIM_EMITTED = """

@@ -79,6 +79,9 @@ class VerificationReport:
     ``ok``).  ``first_divergent_seq`` is the first wrong seq when known: exact when it equals
     ``intact_prefix``; for a sequence problem it is the break position, which is wrong for
     certain but earlier entries may be unproven.  ``problem`` is one of the module's codes.
+    ``payloads_checked`` and ``erased`` are filled in by the payload checks of
+    ``services.audit.logcheck``: values found to hash to their digest, and values that cannot
+    be checked because the person's data key was erased (their leaves still are).
     """
 
     ok: bool
@@ -89,6 +92,8 @@ class VerificationReport:
     intact_prefix: int
     divergent_before: int | None
     detail: str
+    payloads_checked: int = 0
+    erased: int = 0
 
 
 def _hash_entries(

@@ -6,6 +6,11 @@ Each message is handled in its own transaction: the message is claimed (so a red
 no second effect), the case row is locked, `decide` runs, and the events, the new snapshot, the
 deadlines and every record to publish are written together. Publishing happens after commit,
 from the outbox, in order, so a crash between the two only delays publication.
+
+An erasure request (`casebridge.erasures`) is carried out the same way, in one transaction:
+the data key of each case concerned is destroyed, `personal_data_erased` is recorded on each,
+and every other case linked to one as a possible duplicate or the same person loses the link,
+each with its case updates to the agencies involved.
 """
 
 from __future__ import annotations
@@ -18,15 +23,21 @@ import orjson
 from aiokafka import ConsumerRecord
 
 from schemas.cases import (
+    SYSTEM_AGENCY,
     CaseAction,
     CaseOpened,
+    PersonalDataErased,
     PossibleDuplicateFlagged,
     ScreeningReferralOpened,
+    action_type,
 )
+from schemas.errors import EventRejected, RejectionCode
+from schemas.privacy import ErasureRequested
 from schemas.referral import VictimReferralSubmitted
 from schemas.registry import validate_payload
 from schemas.returns import ReturnRequested
 from schemas.sar import SarAlertReceived
+from schemas.topics import ERASURES
 from schemas.vocab import AgencyKind
 from services.cases import records, store
 from services.cases.domain import (
@@ -41,14 +52,21 @@ from services.cases.domain import (
     due_escalations,
     duplicate_flags,
 )
+from services.cases.domain.lifecycle.erasure import unlink_actions
+from services.cases.erasure import parse_erasure_request
+from services.privacy.vault import DataKey, PersonVault, case_subject
 from services.routing.facts import facts_from
 from services.routing.policy import RoutingPolicy, route
 from services.runtime.database import Database
-from services.runtime.kafka import Outgoing, Publisher, header_map
+from services.runtime.dead_letter import dead_letter
+from services.runtime.kafka import Outgoing, Publisher, header_map, origin_of
 from services.runtime.logging import get_logger
 
 log = get_logger("casebridge.cases")
+SERVICE = "cases"
 _OPENINGS = (VictimReferralSubmitted, ReturnRequested, SarAlertReceived)
+_ERASURES_SEEN = "casebridge.erasures"
+"""`case_message_seen.source` of erasure requests, claimed by request id."""
 
 
 class CaseCoordinator:
@@ -57,12 +75,16 @@ class CaseCoordinator:
         *,
         publisher: Publisher,
         db: Database,
+        vault: PersonVault,
         ctx: CaseContext,
         routing: RoutingPolicy,
         clock: Clock,
+        erasures_topic: str = ERASURES.name,
     ) -> None:
         self._publisher = publisher
         self._db = db
+        self._vault = vault
+        self._erasures_topic = erasures_topic
         self._ctx = ctx
         self._routing = routing
         self._clock = clock
@@ -70,7 +92,10 @@ class CaseCoordinator:
 
     async def process(self, batch: Sequence[ConsumerRecord[Any, Any]]) -> None:
         for record in batch:
-            await self._handle(record)
+            if record.topic == self._erasures_topic:
+                await self._erasure(record)
+            else:
+                await self._handle(record)
         await self.relay()
 
     async def _handle(self, record: ConsumerRecord[Any, Any]) -> None:
@@ -89,22 +114,33 @@ class CaseCoordinator:
         routed_to: tuple[str, ...] = ()
         if isinstance(message, _OPENINGS):
             facts = facts_from(event_type, message)
-            routed_to = tuple(d.agency for d in route(self._routing, facts).deliveries)
+            chosen = route(self._routing, facts, self._ctx.data_sharing.sharing_agreements)
+            routed_to = tuple(d.agency for d in chosen.deliveries)
         async with self._db.pool.acquire() as conn, conn.transaction():
             if not await store.claim_message(conn, source, message_id):
                 return
             now = self._clock.now()
-            before = await store.load_case(conn, message.case_id)
+            before = await store.load_case(conn, self._vault, message.case_id)
             decision = decide(before, message, now=now, ctx=self._ctx, routed_to=routed_to)
-            out = await self._record(conn, before, decision, causation=message_id)
+            keys: dict[str, DataKey] = {}
+            out = await self._record(conn, before, decision, causation=message_id, keys=keys)
             if decision.accepted and decision.case is not None and before is None:
-                out += await self._flag_duplicates(conn, decision.case, causation=message_id)
-            await store.add_to_outbox(conn, out)
+                out += await self._flag_duplicates(
+                    conn, decision.case, causation=message_id, keys=keys
+                )
+            await store.add_to_outbox(conn, out, keys)
 
     async def _record(
-        self, conn: Any, before: Case | None, decision: Decision, *, causation: str
+        self,
+        conn: Any,
+        before: Case | None,
+        decision: Decision,
+        *,
+        causation: str,
+        keys: dict[str, DataKey],
     ) -> list[Outgoing]:
-        """Store an accepted decision (or nothing for a rejection); return what to publish."""
+        """Store an accepted decision (or nothing for a rejection); return what to publish.
+        `keys` collects the data key of each case whose records must be sealed in the outbox."""
         if decision.rejection is not None:
             log.info(
                 "transition rejected",
@@ -115,7 +151,9 @@ class CaseCoordinator:
             return [records.rejection_record(decision.rejection, causation=causation)]
         after = decision.case
         assert after is not None
-        await store.save_case(conn, before, after, decision.events)
+        key = await store.save_case(conn, self._vault, before, after, decision.events)
+        if key is not None:
+            keys[after.case_id] = key
         await store.replace_deadlines(conn, after.case_id, deadlines_for(after, self._ctx))
         out = [records.case_event_record(e, causation=causation) for e in decision.events]
         last = decision.events[-1]
@@ -132,7 +170,9 @@ class CaseCoordinator:
             )
         return out
 
-    async def _flag_duplicates(self, conn: Any, case: Case, *, causation: str) -> list[Outgoing]:
+    async def _flag_duplicates(
+        self, conn: Any, case: Case, *, causation: str, keys: dict[str, DataKey]
+    ) -> list[Outgoing]:
         """Possible duplicates (same pseudonymous person key) are flagged on both cases for a
         human to review; cases are never merged."""
         if case.person_key is None:
@@ -140,12 +180,103 @@ class CaseCoordinator:
         others = await store.cases_with_person_key(conn, case.person_key, other_than=case.case_id)
         out: list[Outgoing] = []
         for flag in duplicate_flags(case.case_id, others):
-            before = await store.load_case(conn, flag.case_id)
+            before = await store.load_case(conn, self._vault, flag.case_id)
             decision = decide(before, flag, now=self._clock.now(), ctx=self._ctx)
             out += await self._record(
-                conn, before, decision, causation=f"{causation}:{flag.case_id}"
+                conn, before, decision, causation=f"{causation}:{flag.case_id}", keys=keys
             )
         return out
+
+    async def _erasure(self, record: ConsumerRecord[Any, Any]) -> None:
+        """Carry out one erasure request in one transaction, or dead-letter it with why."""
+        try:
+            request = parse_erasure_request(record.headers or (), record.value)
+        except EventRejected as error:
+            await self._dead_letter(record, error)
+            return
+        # What is still in the outbox goes out first, while its case's key can open it.
+        await self.relay()
+        async with self._db.pool.acquire() as conn, conn.transaction():
+            if not await store.claim_message(conn, _ERASURES_SEEN, request.request_id):
+                return  # redelivered: it has had its effect
+            targets = await store.cases_to_erase(
+                conn, case_id=request.case_id, person_key=request.person_key
+            )
+            if not targets:
+                named = "case_id" if request.case_id is not None else "person_key"
+                unmatched = EventRejected(
+                    RejectionCode.NO_MATCHING_CASE,
+                    f"no referral or return case matches the request's {named}",
+                )
+                await self._dead_letter(record, unmatched, conn=conn)
+                return
+            keys: dict[str, DataKey] = {}
+            out: list[Outgoing] = []
+            for case_id in targets:
+                out += await self._erase_case(conn, case_id, request, keys=keys)
+            for other in await store.cases_linked_to(conn, targets):
+                linked = await store.load_case(conn, self._vault, other)
+                causation = f"{request.request_id}:{other}"
+                for action in unlink_actions(linked, targets) if linked else ():
+                    linked, more = await self._internal(conn, linked, action, causation, keys)
+                    out += more
+            await store.add_to_outbox(conn, out, keys)
+
+    async def _erase_case(
+        self, conn: Any, case_id: str, request: ErasureRequested, *, keys: dict[str, DataKey]
+    ) -> list[Outgoing]:
+        before = await store.load_case(conn, self._vault, case_id)  # opened while the key lives
+        erased = await self._vault.erase(
+            conn, case_subject(case_id), reason=request.reason, requested_by=request.requested_by
+        )
+        log.info(
+            "data key erased",
+            case_id=case_id,
+            request_id=request.request_id,
+            key_id=erased.key_id if erased else None,  # None: it had been erased before
+        )
+        action = PersonalDataErased(
+            case_id=case_id,
+            reporting_agency=SYSTEM_AGENCY,
+            request_id=request.request_id,
+            reason=request.reason,
+        )
+        _, out = await self._internal(conn, before, action, request.request_id, keys)
+        return out
+
+    async def _internal(
+        self,
+        conn: Any,
+        before: Case | None,
+        action: CaseAction,
+        causation: str,
+        keys: dict[str, DataKey],
+    ) -> tuple[Case | None, list[Outgoing]]:
+        """Decide and record an action CaseBridge takes itself. A refusal means there was
+        nothing to do (e.g. erased before): it is logged, never sent to an agency."""
+        decision = decide(before, action, now=self._clock.now(), ctx=self._ctx)
+        if decision.rejection is not None:
+            log.info(
+                "internal action not needed",
+                case_id=action.case_id,
+                action=action_type(action),
+                reason=str(decision.rejection.reason),
+            )
+            return before, []
+        return decision.case, await self._record(
+            conn, before, decision, causation=causation, keys=keys
+        )
+
+    async def _dead_letter(
+        self, record: ConsumerRecord[Any, Any], error: EventRejected, *, conn: Any = None
+    ) -> None:
+        log.warning("erasure request dead-lettered", code=str(error.code), origin=origin_of(record))
+        letter = dead_letter(record, error, rejected_by=SERVICE)
+        if conn is not None:
+            await store.add_to_outbox(conn, [letter])
+            return
+        async with self._db.pool.acquire() as own:
+            await store.add_to_outbox(own, [letter])
 
     def _follow_up_recipients(
         self, follow_up: ScreeningReferralOpened | PossibleDuplicateFlagged
@@ -177,19 +308,26 @@ class CaseCoordinator:
         return len(escalations)
 
     async def relay(self) -> None:
-        """Publish the outbox in order; rows are marked only once the broker has them."""
+        """Publish the outbox in order; rows are deleted only once the broker has them."""
         async with self._relaying:
             await self._relay()
 
     async def _relay(self) -> None:
         while True:
             async with self._db.pool.acquire() as conn:
-                pending = await store.pending_outbox(conn)
+                pending = await store.pending_outbox(conn, self._vault)
             if not pending:
                 return
-            await self._publisher.publish_all([r for _, r in pending])
+            readable = [r for _, r in pending if r is not None]
+            if len(readable) < len(pending):
+                # Sealed under a key erased before they went out: unreadable, by design.
+                log.warning(
+                    "outbox records of an erased person dropped unpublished",
+                    count=len(pending) - len(readable),
+                )
+            await self._publisher.publish_all(readable)
             async with self._db.pool.acquire() as conn:
-                await store.mark_published(conn, [i for i, _ in pending])
+                await store.delete_published(conn, [i for i, _ in pending])
 
 
 def directory_of(routing: RoutingPolicy) -> Mapping[str, AgencyInfo]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from faststream.kafka import KafkaMessage, KafkaRouter
 
-from schemas.topics import EVENTS_VALID
+from schemas.topics import ERASURES, EVENTS_VALID
 from services.cases.coordinator import CaseCoordinator
 from services.runtime.kafka import batch_subscriber, handle_batch
 from services.runtime.logging import get_logger
@@ -21,12 +21,15 @@ SERVICE = "cases"
 def build_router(coordinator: CaseCoordinator, settings: Settings) -> KafkaRouter:
     router = KafkaRouter()
 
+    # One consumer for both topics: the cases service's one consumer group, one batch loop.
     @batch_subscriber(
         router,
         settings.topic_prefix + EVENTS_VALID.name,
+        settings.topic_prefix + ERASURES.name,
         settings=settings,
         service=SERVICE,
-        description="Opens cases and applies agencies' case actions; publishes case updates.",
+        description="Opens cases and applies agencies' case actions; carries out the "
+        "data-protection officer's erasure requests; publishes case updates.",
     )
     async def on_valid(_: Any, message: KafkaMessage) -> None:
         await handle_batch(

@@ -3,6 +3,10 @@
 The log (`case_event`) is the truth; `case_state` is a cache of its fold. `casebridge cases
 rebuild` proves the two agree (or names the cases that differ) and, with --write, replaces the
 snapshots by the fold, e.g. after a fix to `apply`.
+
+Personal fields are sealed in both (services/cases/store.py): they are opened with the vault,
+and a person whose key was erased reads as erased on both sides, so an erased case still
+rebuilds identical.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Any
 
 from services.cases import store
 from services.cases.domain import CASE_ADAPTER, replay
+from services.privacy.vault import PersonVault
 
 
 @dataclass(frozen=True)
@@ -27,9 +32,9 @@ class RebuildReport:
         return not (self.differing or self.missing_snapshot or self.without_log)
 
 
-async def rebuild(conn: Any, *, write: bool = False) -> RebuildReport:
-    logs = await store.case_logs(conn)
-    stored = await store.snapshots(conn)
+async def rebuild(conn: Any, vault: PersonVault, *, write: bool = False) -> RebuildReport:
+    logs = await store.case_logs(conn, vault)
+    stored = await store.snapshots(conn, vault)
     identical, differing, missing = 0, [], []
     for case_id, events in sorted(logs.items()):
         rebuilt = replay(events)
@@ -42,12 +47,19 @@ async def rebuild(conn: Any, *, write: bool = False) -> RebuildReport:
         else:
             differing.append(case_id)
         if write and rebuilt is not None and snapshot is not None:
+            key = None
+            if store.holds_personal_data(rebuilt):
+                key = await store.case_key(conn, vault, case_id)
+            text, key_id = store.sealed_snapshot(rebuilt, key)
             await conn.execute(
-                "UPDATE case_state SET snapshot = $2, version = $3, state = $4 WHERE case_id = $1",
+                "UPDATE case_state SET snapshot = $2, version = $3, state = $4, agencies = $5,"
+                " data_key_id = $6 WHERE case_id = $1",
                 case_id,
-                CASE_ADAPTER.dump_json(rebuilt).decode(),
+                text,
                 rebuilt.version,
                 rebuilt.state.value,
+                store.agencies_involved(rebuilt),  # who may read it follows the fold too
+                key_id,
             )
     return RebuildReport(
         cases=len(logs),

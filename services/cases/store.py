@@ -2,26 +2,41 @@
 
 `case_event` is the log (the truth); `case_state` is a snapshot of the fold of that log, kept
 for fast loads and checked by `casebridge cases rebuild`; `case_outbox` holds what must be
-published, written in the same transaction as the change (transactional outbox).
+published, written in the same transaction as the change (transactional outbox), and deleted
+once the broker has it.
+
+No personal data is stored in the clear. The person and the person key inside an opening event
+and a snapshot are sealed with the case's data key (services/privacy: subject
+`case_subject(case_id)`), each blob bound to its table and case; everything else stays plain
+JSON, so a case still folds from its log once the key is destroyed (the person then reads as
+erased: an empty `PersonRef` in the opening event, None in the snapshot). Outbox values of a
+case that holds personal data are sealed whole. `data_key_id` names the key a row was sealed
+with (NULL: nothing sealed). `case_state.person_key` stays a plain column, the pseudonym
+duplicates are found by; erasure clears it with the rest of the person.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
-from pydantic import TypeAdapter
+from pydantic import ConfigDict, TypeAdapter
 
-from schemas.cases import CaseOpened, TransitionRecorded
-from services.cases.domain import CASE_ADAPTER, Case, CaseEvent, Deadline
+from schemas.cases import CaseKind, CaseOpened, TransitionRecorded
+from services.cases.domain import CASE_ADAPTER, Case, CaseEvent, Deadline, recipients
+from services.privacy.sealing import FieldPath, seal, seal_fields, unseal, unseal_fields
+from services.privacy.vault import DataKey, PersonVault, case_subject
 from services.runtime.kafka import Outgoing
 
 _EVENT_ADAPTER: TypeAdapter[CaseOpened | TransitionRecorded] = TypeAdapter(
-    CaseOpened | TransitionRecorded
+    CaseOpened | TransitionRecorded, config=ConfigDict(hide_input_in_errors=True)
 )
+_EVENT_PERSON: tuple[FieldPath, ...] = (("referral", "person"), ("return_request", "person"))
+_EVENT_PSEUDONYM: tuple[FieldPath, ...] = (("person_key",),)
+_STATE_PERSONAL: tuple[FieldPath, ...] = (("person",), ("person_key",))
 
 
 class StaleWriteError(Exception):
@@ -39,23 +54,117 @@ async def claim_message(conn: Any, source: str, event_id: str) -> bool:
     return row is not None
 
 
-async def load_case(conn: Any, case_id: str) -> Case | None:
-    """The current state, row-locked until the transaction ends."""
-    snapshot = await conn.fetchval(
-        "SELECT snapshot FROM case_state WHERE case_id = $1 FOR UPDATE", case_id
+def _context(table: str, case_id: str, *more: object) -> bytes:
+    """What a sealed blob is bound to: a blob copied to another row does not open."""
+    return "|".join((table, case_id, *map(str, more))).encode()
+
+
+def holds_personal_data(case: Case) -> bool:
+    return case.person is not None or case.person_key is not None
+
+
+async def case_key(conn: Any, vault: PersonVault, case_id: str) -> DataKey:
+    """The case's live data key, created on first use (cached by the vault)."""
+    subject = case_subject(case_id)
+    return (await vault.keys_for(conn, [subject]))[subject]
+
+
+def _sealed_event(event: CaseEvent, key: DataKey | None) -> tuple[str, int | None]:
+    """The event's JSON with its personal fields sealed, and the key id (None: nothing)."""
+    personal = isinstance(event, CaseOpened) and (
+        event.referral is not None
+        or event.return_request is not None
+        or event.person_key is not None
     )
-    return None if snapshot is None else CASE_ADAPTER.validate_json(snapshot)
+    if key is None or not personal:
+        return event.model_dump_json(), None
+    doc = seal_fields(
+        event.model_dump(mode="json"),
+        (*_EVENT_PERSON, *_EVENT_PSEUDONYM),
+        key.key,
+        context=_context("case_event", event.case_id, event.version),
+    )
+    return orjson.dumps(doc).decode(), key.key_id
+
+
+def _opened_event(
+    case_id: str, version: int, text: str, key_id: int | None, keys: dict[int, bytes | None]
+) -> CaseEvent:
+    if key_id is None:
+        return _EVENT_ADAPTER.validate_json(text)
+    key, context = keys.get(key_id), _context("case_event", case_id, version)
+    doc = unseal_fields(orjson.loads(text), _EVENT_PERSON, key, context=context, erased={})
+    doc = unseal_fields(doc, _EVENT_PSEUDONYM, key, context=context)
+    return _EVENT_ADAPTER.validate_json(orjson.dumps(doc))
+
+
+def sealed_snapshot(case: Case, key: DataKey | None) -> tuple[str, int | None]:
+    """The snapshot's JSON with the person and the person key sealed, and the key id."""
+    if key is None or not holds_personal_data(case):
+        return CASE_ADAPTER.dump_json(case).decode(), None
+    doc = seal_fields(
+        CASE_ADAPTER.dump_python(case, mode="json"),
+        _STATE_PERSONAL,
+        key.key,
+        context=_context("case_state", case.case_id),
+    )
+    return orjson.dumps(doc).decode(), key.key_id
+
+
+def _opened_snapshot(
+    case_id: str, text: str, key_id: int | None, keys: dict[int, bytes | None]
+) -> Case:
+    if key_id is None:
+        return CASE_ADAPTER.validate_json(text)
+    doc = unseal_fields(
+        orjson.loads(text),
+        _STATE_PERSONAL,
+        keys.get(key_id),
+        context=_context("case_state", case_id),
+    )
+    return CASE_ADAPTER.validate_json(orjson.dumps(doc))
+
+
+async def load_case(conn: Any, vault: PersonVault, case_id: str) -> Case | None:
+    """The current state, row-locked until the transaction ends."""
+    row = await conn.fetchrow(
+        "SELECT snapshot, data_key_id FROM case_state WHERE case_id = $1 FOR UPDATE", case_id
+    )
+    if row is None:
+        return None
+    key_id = row[1]
+    keys = {} if key_id is None else await vault.keys_by_id(conn, [key_id])
+    return _opened_snapshot(case_id, row[0], key_id, keys)
+
+
+def agencies_involved(case: Case) -> list[str]:
+    """`case_state.agencies`: the only agencies whose caseworkers row-level security lets read
+    the case (migration 0015), so it must move with every snapshot."""
+    return sorted(recipients(case) | {case.owner})
 
 
 async def save_case(
-    conn: Any, before: Case | None, after: Case, events: Sequence[CaseEvent]
-) -> None:
-    """Append the events and move the snapshot on, refusing if the version moved meanwhile."""
+    conn: Any,
+    vault: PersonVault,
+    before: Case | None,
+    after: Case,
+    events: Sequence[CaseEvent],
+) -> DataKey | None:
+    """Append the events and move the snapshot on, refusing if the version moved meanwhile.
+
+    Returns the data key the case's personal data was sealed with (None when the case holds
+    none: a SAR incident, or a person erased), for sealing what is published about it."""
+    key = await case_key(conn, vault, after.case_id) if holds_personal_data(after) else None
+    rows = []
+    for e in events:
+        text, key_id = _sealed_event(e, key)
+        rows.append((e.case_id, e.version, type(e).__name__, text, key_id))
     await conn.executemany(
-        "INSERT INTO case_event (case_id, version, event_type, event) VALUES ($1, $2, $3, $4)",
-        [(e.case_id, e.version, type(e).__name__, e.model_dump_json()) for e in events],
+        "INSERT INTO case_event (case_id, version, event_type, event, data_key_id)"
+        " VALUES ($1, $2, $3, $4, $5)",
+        rows,
     )
-    snapshot = CASE_ADAPTER.dump_json(after).decode()
+    snapshot, snapshot_key_id = sealed_snapshot(after, key)
     values = (
         after.kind.value,
         after.state.value,
@@ -64,25 +173,29 @@ async def save_case(
         after.person_key,
         snapshot,
         after.updated_at,
+        agencies_involved(after),
+        snapshot_key_id,
     )
     if before is None:
         await conn.execute(
             "INSERT INTO case_state (case_id, kind, state, version, owner, person_key,"
-            " snapshot, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            " snapshot, updated_at, agencies, data_key_id)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             after.case_id,
             *values,
         )
-        return
+        return key
     status = await conn.execute(
         "UPDATE case_state SET kind = $2, state = $3, version = $4, owner = $5,"
-        " person_key = $6, snapshot = $7, updated_at = $8"
-        " WHERE case_id = $1 AND version = $9",
+        " person_key = $6, snapshot = $7, updated_at = $8, agencies = $9, data_key_id = $10"
+        " WHERE case_id = $1 AND version = $11",
         after.case_id,
         *values,
         before.version,
     )
     if status != "UPDATE 1":
         raise StaleWriteError(after.case_id)
+    return key
 
 
 async def cases_with_person_key(conn: Any, person_key: str, *, other_than: str) -> list[str]:
@@ -90,6 +203,35 @@ async def cases_with_person_key(conn: Any, person_key: str, *, other_than: str) 
         "SELECT case_id FROM case_state WHERE person_key = $1 AND case_id <> $2 ORDER BY case_id",
         person_key,
         other_than,
+    )
+    return [r[0] for r in rows]
+
+
+async def cases_to_erase(
+    conn: Any, *, case_id: str | None = None, person_key: str | None = None
+) -> list[str]:
+    """The referral and return cases an erasure request names, in lock order (SAR incidents
+    hold no one's personal data)."""
+    if (case_id is None) == (person_key is None):
+        raise ValueError("name a case id or a person key")
+    rows = await conn.fetch(
+        "SELECT case_id FROM case_state WHERE (case_id = $1 OR person_key = $2) AND kind <> $3"
+        " ORDER BY case_id",
+        case_id,
+        person_key,
+        CaseKind.sar.value,
+    )
+    return [r[0] for r in rows]
+
+
+async def cases_linked_to(conn: Any, case_ids: Sequence[str]) -> list[str]:
+    """Other cases naming any of `case_ids` as a possible duplicate or the same person. The
+    links are plain JSON in the snapshot; erasures are rare enough for a scan."""
+    rows = await conn.fetch(
+        "SELECT case_id FROM case_state WHERE NOT (case_id = ANY($1::text[]))"
+        " AND (snapshot -> 'possible_duplicate_of' ?| $1::text[]"
+        " OR snapshot -> 'same_person_as' ?| $1::text[]) ORDER BY case_id",
+        list(case_ids),
     )
     return [r[0] for r in rows]
 
@@ -138,38 +280,79 @@ async def mark_raised(conn: Any, deadline_ids: Sequence[str], now: dt.datetime) 
     )
 
 
-async def add_to_outbox(conn: Any, records: Sequence[Outgoing]) -> None:
+async def add_to_outbox(
+    conn: Any, records: Sequence[Outgoing], keys: Mapping[str, DataKey] | None = None
+) -> None:
+    """`keys`: the data key of each case (by id) whose records are sealed whole; a record is
+    keyed by its case id, and bound to its topic so it cannot be moved to another agency's."""
+    keys = keys or {}
+    rows = []
+    for r in records:
+        case_id = r.key.decode() if r.key is not None else None
+        key = keys.get(case_id) if case_id is not None else None
+        value = r.value
+        if key is not None and case_id is not None:
+            value = seal(key.key, r.value, context=_context("case_outbox", case_id, r.topic))
+        headers = orjson.dumps(r.headers).decode()
+        rows.append((r.topic, r.key, headers, value, None if key is None else key.key_id))
     await conn.executemany(
-        "INSERT INTO case_outbox (topic, key, headers, value) VALUES ($1, $2, $3, $4)",
-        [(r.topic, r.key, orjson.dumps(r.headers).decode(), r.value) for r in records],
+        "INSERT INTO case_outbox (topic, key, headers, value, data_key_id)"
+        " VALUES ($1, $2, $3, $4, $5)",
+        rows,
     )
 
 
-async def pending_outbox(conn: Any, limit: int = 1000) -> list[tuple[int, Outgoing]]:
+async def pending_outbox(
+    conn: Any, vault: PersonVault, limit: int = 1000
+) -> list[tuple[int, Outgoing | None]]:
+    """The oldest records to publish, opened; None for one whose case's key was erased before
+    it went out (it can no longer be read, so it is never published)."""
     rows = await conn.fetch(
-        "SELECT id, topic, key, headers, value FROM case_outbox"
-        " WHERE published_at IS NULL ORDER BY id LIMIT $1",
+        "SELECT id, topic, key, headers, value, data_key_id FROM case_outbox ORDER BY id LIMIT $1",
         limit,
     )
-    return [
-        (r[0], Outgoing(topic=r[1], key=r[2], headers=orjson.loads(r[3]), value=r[4])) for r in rows
-    ]
+    key_ids = {r[5] for r in rows if r[5] is not None}
+    keys = await vault.keys_by_id(conn, key_ids) if key_ids else {}
+    out: list[tuple[int, Outgoing | None]] = []
+    for row_id, topic, key, headers, value, key_id in rows:
+        if key_id is not None:
+            data_key = keys.get(key_id)
+            if data_key is None:
+                out.append((row_id, None))
+                continue
+            value = unseal(data_key, value, context=_context("case_outbox", key.decode(), topic))
+        out.append(
+            (row_id, Outgoing(topic=topic, key=key, headers=orjson.loads(headers), value=value))
+        )
+    return out
 
 
-async def mark_published(conn: Any, ids: Sequence[int]) -> None:
-    await conn.execute(
-        "UPDATE case_outbox SET published_at = now() WHERE id = ANY($1::bigint[])", list(ids)
+async def delete_published(conn: Any, ids: Sequence[int]) -> None:
+    """Published records leave the outbox: nothing lingers once the broker has it."""
+    await conn.execute("DELETE FROM case_outbox WHERE id = ANY($1::bigint[])", list(ids))
+
+
+async def case_logs(conn: Any, vault: PersonVault) -> dict[str, list[CaseEvent]]:
+    """Every case's event log, in version order, opened: what a rebuild replays."""
+    rows = await conn.fetch(
+        "SELECT case_id, version, event, data_key_id FROM case_event ORDER BY case_id, version"
     )
-
-
-async def case_logs(conn: Any) -> dict[str, list[CaseEvent]]:
-    """Every case's event log, in version order: what a rebuild replays."""
+    keys = await _keys_of(conn, vault, rows, column=3)
     logs: dict[str, list[CaseEvent]] = {}
-    for row in await conn.fetch("SELECT case_id, event FROM case_event ORDER BY case_id, version"):
-        logs.setdefault(row[0], []).append(_EVENT_ADAPTER.validate_json(row[1]))
+    for case_id, version, text, key_id in rows:
+        logs.setdefault(case_id, []).append(_opened_event(case_id, version, text, key_id, keys))
     return logs
 
 
-async def snapshots(conn: Any) -> dict[str, Case]:
-    rows = await conn.fetch("SELECT case_id, snapshot FROM case_state")
-    return {r[0]: CASE_ADAPTER.validate_json(r[1]) for r in rows}
+async def snapshots(conn: Any, vault: PersonVault) -> dict[str, Case]:
+    rows = await conn.fetch("SELECT case_id, snapshot, data_key_id FROM case_state")
+    keys = await _keys_of(conn, vault, rows, column=2)
+    return {r[0]: _opened_snapshot(r[0], r[1], r[2], keys) for r in rows}
+
+
+async def _keys_of(
+    conn: Any, vault: PersonVault, rows: Sequence[Any], *, column: int
+) -> dict[int, bytes | None]:
+    """Every key the rows were sealed with, in one round trip."""
+    key_ids = {r[column] for r in rows if r[column] is not None}
+    return await vault.keys_by_id(conn, key_ids) if key_ids else {}

@@ -15,22 +15,24 @@ import signal
 import time
 import uuid
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from services.access.broker import sync
-from services.access.plan import plan_access
+from services.access.broker import deployment_plan, sync
 from services.audit.config import AuditSettings
 from services.audit.logcheck import verify_against_latest
+from services.audit.queries import EventFilter, find_events
 from services.audit.tree_head import generate_keypair, private_key_pem, public_key_pem
-from services.bootstrap import SERVICES, build_app, load_routing_policy
+from services.bootstrap import SERVICES, build_app, load_routing_policy, person_vault
+from services.cases.erasure import erase
 from services.cases.rebuild import rebuild
 from services.cases.watch import read_feeds
 from services.demo import coordination
 from services.demo.scenario import AgencyMessage, build_scenario
-from services.privacy.keys import ensure_deployment_keys
+from services.privacy.keys import ensure_deployment_keys, load_kek
 from services.runtime.credentials import (
     AUDITOR_ROLE,
     OWNER_ROLE,
@@ -161,12 +163,42 @@ async def run_coordination_part(settings: Settings, conn: asyncpg.Connection, ru
         print(f"\n{agency}: {len(items)} updates")
         for item in items:
             print(f"    {item.line()}")
-    report = await rebuild(conn)
+    report = await rebuild(conn, person_vault(settings))
     print(
         f"\nRebuild from the case event log: {report.identical}/{report.cases} cases identical"
         + ("" if report.ok else f"; differing {report.differing}")
     )
     return ok and report.ok
+
+
+async def run_erasure_part(settings: Settings, conn: asyncpg.Connection, run: str) -> bool:
+    """The data-protection officer erases the referred survivor's personal data: the key
+    goes, the case log and the audit log stay whole and verifiable."""
+    case_id = coordination.cases_of(run).referral
+    print(f"\n== Erasure: the survivor of {case_id} asks for their personal data to be erased ==")
+    code = await erase(
+        settings,
+        case_id=case_id,
+        person_key=None,
+        reason="data_subject_request",
+        requested_by="Data-protection officer (synthetic)",
+        timeout_s=30.0,
+        out=lambda line: print(f"  {line}"),
+    )
+    await asyncio.sleep(1.0)  # the audit consumer appends the erasure's own records
+    vault = person_vault(settings, cache_ttl_s=0.0)
+    records = await find_events(conn, EventFilter(case_id=case_id), limit=1000, vault=vault)
+    erased = sum(1 for r in records.items if r.erased)
+    print(
+        f"  audit records of {case_id}: {len(records.items)}, of which {erased} now read as "
+        "erased (their hashes still in the signed tree)"
+    )
+    report = await rebuild(conn, vault)
+    print(
+        f"  rebuild after erasure: {report.identical}/{report.cases} cases identical"
+        + ("" if report.ok else f"; differing {report.differing}")
+    )
+    return code == 0 and erased > 0 and report.ok
 
 
 async def _until_interrupted() -> None:
@@ -203,10 +235,7 @@ def set_up(settings: Settings) -> None:
     create every topic, credential and ACL the agency registry implies."""
     ensure_deployment_keys(settings.secrets_dir)
     upgrade(database_url(settings, OWNER_ROLE))
-    agencies = [a.id for a in load_routing_policy(settings).agencies]
-    plan = plan_access(
-        agencies, topic_prefix=settings.topic_prefix, group_prefix=settings.group_prefix
-    )
+    plan = deployment_plan(settings)
     report = sync(settings, plan)
     print(
         f"Set-up: {len(plan.principals)} Kafka principals, {report.grants} ACLs, "
@@ -220,6 +249,7 @@ async def verify_audit_log(settings: Settings, audit: AuditSettings, public_file
         public_file,
         tree_heads_file=audit.tree_heads_path,
         leaf_hashes_file=audit.leaf_hashes_path,
+        kek=partial(load_kek, secrets_dir=settings.secrets_dir),
     )
     print("\n== Audit log verified against the latest signed tree head ==")
     print(f"  trusting only the public key {public_file}")
@@ -230,6 +260,10 @@ async def verify_audit_log(settings: Settings, audit: AuditSettings, public_file
             if report.ok
             else f"FAILED ({report.problem}, first divergent seq {report.first_divergent_seq})"
         )
+    )
+    print(
+        f"  payloads opened and matched to their digests: {report.payloads_checked}; "
+        f"erased (key destroyed, hash kept): {report.erased}"
     )
     return report.ok
 
@@ -249,6 +283,7 @@ async def run_demo(
         try:
             ok = await run_pipeline_part(settings, conn, run)
             ok &= await run_coordination_part(settings, conn, run)
+            ok &= await run_erasure_part(settings, conn, run)
         finally:
             await conn.close()
         await asyncio.sleep(1.0)  # the audit consumer appends the last updates

@@ -12,6 +12,7 @@ from structlog.contextvars import bound_contextvars
 
 from schemas.errors import EventRejected, RejectionCode
 from schemas.topics import INBOUND_PREFIX, agency_of_inbound, rejections_topic
+from services.intake.registry import Registry
 from services.intake.screening import Screened, forward, screen
 from services.intake.seen_events import SeenEvents, Sighting
 from services.runtime.dead_letter import dead_letter
@@ -37,9 +38,17 @@ class Intake:
     to the agency's own rejections topic.
     """
 
-    def __init__(self, publisher: Publisher, seen: SeenEvents, *, topic_prefix: str = "") -> None:
+    def __init__(
+        self,
+        publisher: Publisher,
+        seen: SeenEvents,
+        registry: Registry,
+        *,
+        topic_prefix: str = "",
+    ) -> None:
         self._publisher = publisher
         self._seen = seen
+        self._registry = registry
         self._prefix = topic_prefix
 
     async def process(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
@@ -52,7 +61,7 @@ class Intake:
                     raise EventRejected(
                         RejectionCode.AGENCY_MISMATCH, "the topic is not an agency's inbound topic"
                     )
-                valid.append((record, screen(record, agency)))
+                valid.append((record, screen(record, agency, self._registry)))
             except EventRejected as error:
                 outgoing.extend(self._reject(record, error, agency))
         first = await self._seen.first_sightings(

@@ -16,6 +16,7 @@ from schemas.errors import EventRejected, RejectionCode
 from schemas.identity import AGENCY_URN_PREFIX, agency_of_source
 from schemas.registry import case_id_of, validate_payload
 from schemas.topics import EVENTS_VALID
+from services.intake.registry import Registry
 from services.runtime.kafka import Outgoing, origin_of
 
 
@@ -27,15 +28,17 @@ class Screened:
     agency: str
 
 
-def screen(record: ConsumerRecord[Any, Any], agency: str) -> Screened:
+def screen(record: ConsumerRecord[Any, Any], agency: str, registry: Registry) -> Screened:
     """Validate `record`, which arrived on `agency`'s inbound topic, as a CloudEvent carrying a
-    known, valid CaseBridge payload that `agency` itself reports (see `schemas.identity`)."""
+    known, valid CaseBridge payload that `agency` itself reports (see `schemas.identity`) and
+    that names only registered agencies and permitted purposes (`registry`)."""
     envelope, data = decode_kafka_record(list(record.headers or ()), record.value)
     if agency_of_source(envelope.source) != agency:
         raise _mismatch("ce_source", f"{AGENCY_URN_PREFIX}{agency}[:<system>]", agency)
     payload = validate_payload(envelope.type, data)
     if getattr(payload, "reporting_agency", None) != agency:
         raise _mismatch("reporting_agency", agency, agency)
+    registry.check(payload)
     return Screened(envelope=envelope, data=data, case_id=case_id_of(payload), agency=agency)
 
 

@@ -11,9 +11,11 @@ from structlog.contextvars import bound_contextvars
 
 from schemas.errors import EventRejected
 from schemas.topics import EVENTS_VALID
+from services.privacy.policy import DataSharingPolicy
+from services.router.copies import inbox_copy
 from services.router.decisions import routing_records
-from services.routing.facts import facts_of, is_case_action
-from services.routing.policy import RoutingPolicy, route
+from services.routing.facts import is_case_action, opening_of
+from services.routing.policy import RoutingPolicy, opening_owner, route
 from services.runtime.dead_letter import dead_letter
 from services.runtime.kafka import (
     Outgoing,
@@ -30,9 +32,12 @@ SERVICE = "router"
 
 
 class Router:
-    def __init__(self, publisher: Publisher, policy: RoutingPolicy) -> None:
+    def __init__(
+        self, publisher: Publisher, policy: RoutingPolicy, sharing: DataSharingPolicy
+    ) -> None:
         self._publisher = publisher
         self._policy = policy
+        self._sharing = sharing
 
     async def process(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
         outgoing: list[Outgoing] = []
@@ -40,7 +45,7 @@ class Router:
             if is_case_action(record):
                 continue  # lifecycle actions on existing cases are the cases service's
             try:
-                facts, case_id = facts_of(record)
+                opening = opening_of(record)
             except EventRejected as error:
                 # Intake validated this event; a failure here means the contract moved under
                 # a running system. Dead-letter it rather than stall the partition.
@@ -48,11 +53,20 @@ class Router:
                     log.error("valid event failed routing", reason=str(error.code))
                 outgoing.append(dead_letter(record, error, rejected_by=SERVICE))
                 continue
+            chosen = route(self._policy, opening.facts, self._sharing.sharing_agreements)
+            owner = opening_owner(opening.payload, [d.agency for d in chosen.deliveries])
+            copies = {
+                d.agency: inbox_copy(
+                    opening, d.agency, owner=owner, sharing=self._sharing, directory=self._policy
+                )
+                for d in chosen.deliveries
+            }
             outgoing += routing_records(
                 record,
-                route(self._policy, facts),
-                case_id=case_id,
-                policy_version=self._policy.version,
+                chosen,
+                copies,
+                case_id=opening.case_id,
+                policy_version=f"{self._policy.version}+{self._sharing.version}",
             )
         await self._publisher.publish_all(outgoing)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -25,8 +26,19 @@ def is_case_action(record: ConsumerRecord[Any, Any]) -> bool:
     return header_map(record).get("ce_type", b"").startswith(_ACTION_PREFIX)
 
 
-def facts_of(record: ConsumerRecord[Any, Any]) -> tuple[Facts, str]:
-    """The routing facts of a validated event and its case id.
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """A validated event as routing sees it: its facts, its payload (model and JSON)."""
+
+    event_type: str
+    case_id: str
+    facts: Facts
+    payload: BaseModel
+    data: dict[str, Any]
+
+
+def opening_of(record: ConsumerRecord[Any, Any]) -> Opening:
+    """The routing facts, case id and payload of a validated event.
 
     The payload is validated again with the same models intake used, so that "child" means
     exactly one thing everywhere (`involves_child`), not a second reading of raw JSON.
@@ -38,7 +50,9 @@ def facts_of(record: ConsumerRecord[Any, Any]) -> tuple[Facts, str]:
     except orjson.JSONDecodeError as exc:
         raise EventRejected(RejectionCode.NOT_JSON, "event value is not JSON") from exc
     payload = validate_payload(event_type, data)
-    return facts_from(event_type, payload), case_id_of(payload)
+    if not isinstance(data, dict):
+        raise EventRejected(RejectionCode.INVALID_PAYLOAD, "event data is not a JSON object")
+    return Opening(event_type, case_id_of(payload), facts_from(event_type, payload), payload, data)
 
 
 def facts_from(event_type: str, payload: BaseModel) -> Facts:
@@ -52,6 +66,7 @@ def facts_from(event_type: str, payload: BaseModel) -> Facts:
             child=payload.involves_child(),
             exploitation=frozenset(str(t) for t in payload.type_of_exploitation),
             country=payload.location_country,
+            on=payload.referred_at.date(),
         )
     elif isinstance(payload, ReturnRequested):
         facts = Facts(
@@ -59,6 +74,7 @@ def facts_from(event_type: str, payload: BaseModel) -> Facts:
             reporting_agency=reporter,
             country=payload.host_country,
             origin_country=payload.origin_country,
+            on=payload.requested_at.date(),
         )
     elif isinstance(payload, SarAlertReceived):
         facts = Facts(
@@ -67,5 +83,6 @@ def facts_from(event_type: str, payload: BaseModel) -> Facts:
             sar_phase=str(payload.phase),
             country=payload.search_region_country,
             coordinating_rcc=payload.coordinating_rcc,
+            on=payload.observed_at.date(),
         )
     return facts

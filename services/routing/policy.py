@@ -4,11 +4,17 @@ Rules are additive: every rule whose conditions hold contributes its agencies, a
 chosen by several rules keeps the most urgent priority. When no rule matches, the policy's
 `default_route` applies, so an event is never routed to nobody. Every rule names the
 ministerial priority it serves.
+
+Agencies of a kind are looked for in the event's country. Where there are none, an agency
+abroad is chosen only when a sharing agreement (the data-sharing policy's) covers it; otherwise
+the regional coordinator receives the event, and what it is told is cut to what may cross a
+border without an agreement. A referral is never sent to every agency of a kind everywhere.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -18,7 +24,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from schemas.priorities import MinisterialPriority
+from schemas.returns import ReturnRequested
+from schemas.sar import SarAlertReceived
 from schemas.vocab import AgencyKind
+from services.privacy.policy import SharingAgreement
 
 AgencyIdStr = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 """Lower-case letters, digits and '-': an agency id names its inbox topic, and Kafka treats
@@ -41,7 +50,7 @@ _RANK = {Priority.IMMEDIATE: 0, Priority.HIGH: 1, Priority.NORMAL: 2}
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 class Agency(_Strict):
@@ -66,9 +75,13 @@ class Conditions(_Strict):
 class Targets(_Strict):
     agencies: tuple[AgencyIdStr, ...] = ()
     kinds: tuple[AgencyKind, ...] = ()
-    """Agencies of these kinds in the event's country (every country if none there)."""
+    """Agencies of these kinds in the event's country; if it has none, those abroad that a
+    sharing agreement covers, else the regional coordinator."""
     origin_kinds: tuple[AgencyKind, ...] = ()
-    """Agencies of these kinds in the event's country of origin (returns)."""
+    """As `kinds`, in the event's country of origin (returns)."""
+    kinds_everywhere: tuple[AgencyKind, ...] = ()
+    """Agencies of these kinds in every country: for coordination that carries nothing a
+    border withholds (neighbouring rescue centres); disclosure still cuts each copy."""
     coordinating_rcc: bool = False
     """The rescue coordination centre the event names as coordinating."""
 
@@ -87,6 +100,8 @@ class RoutingPolicy(_Strict):
     agencies: tuple[Agency, ...] = Field(min_length=1)
     rules: tuple[Rule, ...] = Field(min_length=1)
     default_route: tuple[AgencyIdStr, ...] = Field(min_length=1)
+    regional_coordinator: AgencyIdStr
+    """Receives what no agency in the event's country can, without what a border withholds."""
 
     @model_validator(mode="after")
     def _references_resolve(self) -> RoutingPolicy:
@@ -103,15 +118,23 @@ class RoutingPolicy(_Strict):
                 if target not in known:
                     problems.append(f"rule {rule.name!r}: unknown agency {target!r}")
             kinds = {a.kind for a in self.agencies}
-            for kind in (*rule.route_to.kinds, *rule.route_to.origin_kinds):
+            for kind in (
+                *rule.route_to.kinds,
+                *rule.route_to.origin_kinds,
+                *rule.route_to.kinds_everywhere,
+            ):
                 if kind not in kinds:
                     problems.append(f"rule {rule.name!r}: no agency of kind {kind!s}")
             t = rule.route_to
-            if not (t.agencies or t.kinds or t.origin_kinds or t.coordinating_rcc):
+            if not (
+                t.agencies or t.kinds or t.origin_kinds or t.kinds_everywhere or t.coordinating_rcc
+            ):
                 problems.append(f"rule {rule.name!r}: routes to nobody")
         problems += [
             f"default_route: unknown agency {a!r}" for a in self.default_route if a not in known
         ]
+        if self.regional_coordinator not in known:
+            problems.append(f"regional_coordinator: unknown agency {self.regional_coordinator!r}")
         if problems:
             raise ValueError("; ".join(sorted(problems)))
         return self
@@ -165,6 +188,9 @@ class Facts:
     country: str | None = None
     origin_country: str | None = None
     coordinating_rcc: str | None = None
+    on: dt.date = dt.date.min
+    """The event's own date (referred, requested, observed): agreements are judged on it, so
+    every service that routes the event reaches the same route."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +198,9 @@ class Delivery:
     agency: str
     priority: Priority
     rule: str
+    via: str | None = None
+    """Why an agency outside the event's country is on the route: a sharing agreement's
+    name, or `regional-coordinator`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,35 +219,63 @@ def _holds(c: Conditions, f: Facts) -> bool:
     )
 
 
-def _of_kind_in(policy: RoutingPolicy, kind: AgencyKind, country: str | None) -> list[str]:
-    """Agencies of `kind` in `country`, or of that kind anywhere when the country has none."""
+REGIONAL_COORDINATOR = "regional-coordinator"
+
+
+def _of_kind_in(
+    policy: RoutingPolicy,
+    kind: AgencyKind,
+    country: str | None,
+    agreements: Sequence[SharingAgreement],
+    on: dt.date,
+) -> list[tuple[str, str | None]]:
+    """Agencies of `kind` in `country`; else those abroad an agreement from `country` covers;
+    else the regional coordinator. Each with why it is there (None: in the country)."""
     of_kind = [a for a in policy.agencies if a.kind == kind]
-    return [a.id for a in of_kind if a.country == country] or [a.id for a in of_kind]
+    here: list[tuple[str, str | None]] = [(a.id, None) for a in of_kind if a.country == country]
+    if here:
+        return here
+    abroad: list[tuple[str, str | None]] = []
+    for agency in of_kind:
+        agreement = next(
+            (g for g in agreements if country and g.covers(country, agency.id, agency.country, on)),
+            None,
+        )
+        if agreement is not None:
+            abroad.append((agency.id, agreement.name))
+    return abroad or [(policy.regional_coordinator, REGIONAL_COORDINATOR)]
 
 
-def _targets(policy: RoutingPolicy, t: Targets, f: Facts) -> list[str]:
-    chosen = list(t.agencies)
+def _targets(
+    policy: RoutingPolicy, t: Targets, f: Facts, agreements: Sequence[SharingAgreement]
+) -> list[tuple[str, str | None]]:
+    chosen: list[tuple[str, str | None]] = [(a, None) for a in t.agencies]
     for kind in t.kinds:
-        chosen += _of_kind_in(policy, kind, f.country)
+        chosen += _of_kind_in(policy, kind, f.country, agreements, f.on)
     for kind in t.origin_kinds:
-        chosen += _of_kind_in(policy, kind, f.origin_country)
+        chosen += _of_kind_in(policy, kind, f.origin_country, agreements, f.on)
+    for kind in t.kinds_everywhere:
+        chosen += [(a.id, None) for a in policy.agencies if a.kind == kind]
     if t.coordinating_rcc and f.coordinating_rcc and policy.agency(f.coordinating_rcc):
-        chosen.append(f.coordinating_rcc)
+        chosen.append((f.coordinating_rcc, None))
     return chosen
 
 
-def route(policy: RoutingPolicy, facts: Facts) -> Route:
-    """Which agencies must act on an event with these facts, each with a priority and a rule."""
+def route(
+    policy: RoutingPolicy, facts: Facts, agreements: Sequence[SharingAgreement] = ()
+) -> Route:
+    """Which agencies must act on an event with these facts, each with a priority and a rule;
+    `agreements` (the data-sharing policy's) allow agencies abroad."""
     best: dict[str, Delivery] = {}
     matched: list[str] = []
     for rule in policy.rules:
         if not _holds(rule.when, facts):
             continue
         matched.append(rule.name)
-        for agency in _targets(policy, rule.route_to, facts):
+        for agency, via in _targets(policy, rule.route_to, facts, agreements):
             current = best.get(agency)
             if current is None or rule.priority.rank < current.priority.rank:
-                best[agency] = Delivery(agency, rule.priority, rule.name)
+                best[agency] = Delivery(agency, rule.priority, rule.name, via)
     best.pop(facts.reporting_agency, None)
     if not best:
         # The default route applies even to its own members: an event nobody else must act
@@ -227,3 +284,15 @@ def route(policy: RoutingPolicy, facts: Facts) -> Route:
     # Most urgent first (the first agency owns a new case), then by id for a stable order.
     ordered = sorted(best.values(), key=lambda d: (d.priority.rank, d.agency))
     return Route(tuple(matched), tuple(ordered))
+
+
+def opening_owner(opening: object, deliveries: Sequence[str]) -> str:
+    """Who owns the case an opening event starts: the coordinating RCC of a SAR incident; the
+    reporting programme of a return (until the receiving agency accepts on arrival); the most
+    urgent delivery of a referral (the reporting agency when there is none)."""
+    reporter = str(getattr(opening, "reporting_agency", ""))
+    if isinstance(opening, SarAlertReceived):
+        return opening.coordinating_rcc
+    if isinstance(opening, ReturnRequested):
+        return reporter
+    return deliveries[0] if deliveries else reporter

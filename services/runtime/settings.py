@@ -15,7 +15,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 class Settings(BaseSettings):
     """Runtime configuration, read once per process from the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="CASEBRIDGE_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="CASEBRIDGE_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     kafka_bootstrap: str = "127.0.0.1:19092"
     """The broker's SASL_SSL listener; who connects, and how, comes from `secrets_dir`."""
@@ -37,6 +39,8 @@ class Settings(BaseSettings):
     batch_timeout_ms: int = Field(default=50, ge=1, le=10_000)
     producer_linger_ms: int = Field(default=5, ge=0, le=1_000)
     case_policy_path: Path = REPO_ROOT / "services" / "cases" / "policy.yaml"
+    data_sharing_policy_path: Path = REPO_ROOT / "services" / "privacy" / "policy.yaml"
+    """Who may be told what, across which borders, for how long (services/privacy/)."""
     person_key_secret: SecretStr | None = None
     """Key of the pseudonymous person key (HMAC, >= 32 bytes); held outside the database.
     Without it, possible duplicates are not detected."""

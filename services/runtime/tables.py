@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Column, Integer, LargeBinary, SmallInteger, Text
-from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP
 from sqlmodel import Field, SQLModel
 
 _TZ = TIMESTAMP(timezone=True)
@@ -51,10 +51,11 @@ class AuditLogRow(SQLModel, table=True):
     kafka_partition: int = _col(Integer)
     kafka_offset: int = _col(BigInteger)
     attributes: dict[str, Any] = _col(JSONB)
-    payload: Any = _col(JSONB, nullable=True)
-    raw_value: bytes | None = _col(LargeBinary, nullable=True)
     payload_digest: bytes = _col(LargeBinary)
     leaf_hash: bytes = _col(LargeBinary)
+    sealed_value: bytes | None = _col(LargeBinary, nullable=True)
+    """The value sealed under the data key of the person it is about; never plaintext."""
+    data_key_id: int | None = _col(BigInteger, nullable=True)
 
 
 class AuditHead(SQLModel, table=True):
@@ -97,6 +98,8 @@ class CaseEventRow(SQLModel, table=True):
     event_type: str = _col(Text)
     event: dict[str, Any] = _col(JSONB)
     recorded_at: datetime = _col(_TZ)
+    data_key_id: int | None = _col(BigInteger, nullable=True)
+    """The case's data key, which seals the person in an opening event (NULL: nothing sealed)."""
 
 
 class CaseStateRow(SQLModel, table=True):
@@ -109,6 +112,10 @@ class CaseStateRow(SQLModel, table=True):
     person_key: str | None = _col(Text, nullable=True)
     snapshot: dict[str, Any] = _col(JSONB)
     updated_at: datetime = _col(_TZ)
+    data_key_id: int | None = _col(BigInteger, nullable=True)
+    """The case's data key, which seals `person` and `person_key` in the snapshot."""
+    agencies: list[str] = _col(ARRAY(Text))
+    """Who may read the case: row-level security's key (migration 0015)."""
 
 
 class CaseMessageSeen(SQLModel, table=True):
@@ -134,7 +141,9 @@ class CaseOutboxRow(SQLModel, table=True):
     headers: dict[str, Any] = _col(JSONB)
     value: bytes = _col(LargeBinary)
     created_at: datetime = _col(_TZ)
-    published_at: datetime | None = _col(_TZ, nullable=True)
+    data_key_id: int | None = _col(BigInteger, nullable=True)
+    """The key `value` is sealed with (NULL: a record about no one). Rows are deleted once
+    published."""
 
 
 class DataKeyRow(SQLModel, table=True):

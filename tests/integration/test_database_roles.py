@@ -26,6 +26,8 @@ from services.audit.store import COLUMNS, AuditLog
 from services.cases import store as case_store
 from services.cases.rebuild import rebuild
 from services.intake.seen_events import SeenEvents, Sighting
+from services.privacy.keys import LocalKek
+from services.privacy.vault import PersonVault
 from services.runtime.database import Database
 from services.runtime.kafka import Outgoing
 from tests.support.stack import Stack
@@ -38,7 +40,8 @@ CASES = "casebridge_cases"
 AUDIT = "casebridge_audit"
 SIGNER = "casebridge_signer"
 AUDITOR = "casebridge_auditor"
-SERVICE_ROLES = (INTAKE, CASES, AUDIT, SIGNER, AUDITOR)
+CASEWORKERS = "casebridge_caseworkers"
+SERVICE_ROLES = (INTAKE, CASES, AUDIT, SIGNER, AUDITOR, CASEWORKERS)
 LOGIN_ROLES = ("postgres", OWNER, *SERVICE_ROLES)
 
 # What each role may do, written out here independently of the migration that grants it.
@@ -60,12 +63,14 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
         "case_state": {"SELECT"},
         "data_key": {"SELECT"},
     },
+    # Which rows: row-level security (tests/integration/test_row_level_security.py).
+    CASEWORKERS: {"case_state": {"SELECT"}, "case_event": {"SELECT"}, "case_deadline": {"SELECT"}},
     CASES: {
         "case_event": {"INSERT"},
         "case_state": {"SELECT", "INSERT", "UPDATE"},
         "case_message_seen": {"SELECT", "INSERT"},
         "case_deadline": {"SELECT", "INSERT", "UPDATE", "DELETE"},
-        "case_outbox": {"SELECT", "INSERT", "UPDATE"},
+        "case_outbox": {"SELECT", "INSERT", "DELETE"},  # deleted once published
         "data_key": {"SELECT", "INSERT", "UPDATE"},
     },
 }
@@ -81,7 +86,7 @@ TABLES = {
     "case_state": "state",
     "case_message_seen": "event_id",
     "case_deadline": "raised_at",
-    "case_outbox": "published_at",
+    "case_outbox": "topic",
     "data_key": "erasure_reason",
 }
 OPERATIONS = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE")
@@ -354,10 +359,14 @@ def audit_record(n: int, *, outcome: str = "received") -> AuditRecord:
         kafka_partition=0,
         kafka_offset=n,
         attributes={"ce_id": event_id, "ce_source": source},
-        payload_json=raw.decode(),
         raw_value=raw,
         payload_digest=hashlib.sha256(raw).digest(),
+        data_subject=f"case:CASE-ROLES-{n}",
     )
+
+
+AUDIT_VAULT = PersonVault(LocalKek(bytes(range(1, 33))))
+"""The audit writer's vault: it creates and reads data keys (SELECT, INSERT on data_key)."""
 
 
 async def test_intake_records_sightings_and_reads_nothing_else(
@@ -377,13 +386,13 @@ async def test_intake_records_sightings_and_reads_nothing_else(
 async def test_the_audit_writer_appends_but_cannot_read_or_rewrite_the_log(
     pools: dict[str, Database],
 ) -> None:
-    log = AuditLog(pools[AUDIT], consumer=f"roles-{uuid.uuid4().hex[:6]}")
+    log = AuditLog(pools[AUDIT], AUDIT_VAULT, consumer=f"roles-{uuid.uuid4().hex[:6]}")
     # An inbound record and one CaseBridge emitted (claimed in audit_emitted).
     entries = await log.append_batch([audit_record(1), audit_record(2, outcome="routed")])
     assert len(entries) == 2
     writer = pools[AUDIT].pool
     with pytest.raises(asyncpg.InsufficientPrivilegeError) as refused:
-        await writer.fetch("SELECT payload FROM audit_log LIMIT 1")
+        await writer.fetch("SELECT sealed_value FROM audit_log LIMIT 1")
     assert_permission_denied(refused, "audit_log")
     with pytest.raises(asyncpg.InsufficientPrivilegeError) as refused:
         await writer.execute("UPDATE audit_log SET outcome = 'forged' WHERE seq = $1", 0)
@@ -407,9 +416,9 @@ async def test_the_audit_writer_appends_but_cannot_read_or_rewrite_the_log(
 async def test_the_signer_signs_and_the_auditor_verifies_read_only(
     stack: Stack, database: str, pools: dict[str, Database]
 ) -> None:
-    await AuditLog(pools[AUDIT], consumer=f"roles-{uuid.uuid4().hex[:6]}").append_batch(
-        [audit_record(3), audit_record(4)]
-    )
+    await AuditLog(
+        pools[AUDIT], AUDIT_VAULT, consumer=f"roles-{uuid.uuid4().hex[:6]}"
+    ).append_batch([audit_record(3), audit_record(4)])
     signer = TreeHeadSigner(pools[SIGNER].pool, KEY)
     await signer.start()
     await signer.poll()
@@ -450,19 +459,24 @@ async def test_the_cases_role_runs_the_case_store_and_cannot_touch_the_audit(
     case_id = f"CASE-{uuid.uuid4().hex[:8]}"
     now = datetime.now(UTC)
     pool = pools[CASES].pool
+    vault = PersonVault(LocalKek(bytes(range(32))))
     async with pool.acquire() as conn, conn.transaction():
         assert await case_store.claim_message(conn, "urn:test", case_id)
         assert not await case_store.claim_message(conn, "urn:test", case_id)
-        assert await case_store.load_case(conn, case_id) is None
-        # save_case's and replace_deadlines' own statements.
+        assert await case_store.load_case(conn, vault, case_id) is None
+        # save_case's and replace_deadlines' own statements, sealed with the case's data key.
+        key = await case_store.case_key(conn, vault, case_id)
         await conn.execute(
-            "INSERT INTO case_event (case_id, version, event_type, event) VALUES ($1, 1, 'T', $2)",
+            "INSERT INTO case_event (case_id, version, event_type, event, data_key_id)"
+            " VALUES ($1, 1, 'T', $2, $3)",
             case_id,
             "{}",
+            key.key_id,
         )
         await conn.execute(
             "INSERT INTO case_state (case_id, kind, state, version, owner, person_key,"
-            " snapshot, updated_at) VALUES ($1, 'k', 'open', 1, 'id-police-aht', 'pk', $2, $3)",
+            " snapshot, updated_at, agencies)"
+            " VALUES ($1, 'k', 'open', 1, 'id-police-aht', 'pk', $2, $3, '{id-police-aht}')",
             case_id,
             "{}",
             now,
@@ -501,12 +515,15 @@ async def test_the_cases_role_runs_the_case_store_and_cannot_touch_the_audit(
         )
         await case_store.mark_raised(conn, [f"{case_id}-d"], now)
         await case_store.add_to_outbox(
-            conn, [Outgoing(topic="t", value=b"v", key=b"k", headers={"h": "1"})]
+            conn,
+            [Outgoing(topic="t", value=b"v", key=case_id.encode(), headers={"h": "1"})],
+            {case_id: key},
         )
     async with pool.acquire() as conn:
-        pending = await case_store.pending_outbox(conn)
-        assert pending
-        await case_store.mark_published(conn, [i for i, _ in pending])
+        pending = await case_store.pending_outbox(conn, vault)
+        assert [r for _, r in pending if r is not None and r.key == case_id.encode()]
+        await case_store.delete_published(conn, [i for i, _ in pending])
+        assert await conn.fetchval("SELECT count(*) FROM case_outbox") == 0
         with pytest.raises(asyncpg.InsufficientPrivilegeError) as refused:
             await conn.fetch("SELECT * FROM case_event")  # the log is append-only to it
         assert_permission_denied(refused, "case_event")
@@ -537,7 +554,7 @@ async def test_cases_rebuild_check_runs_as_the_auditor(stack: Stack) -> None:
         conn = await connect(stack, AUDITOR, name)
         try:
             async with conn.transaction():
-                report = await rebuild(conn, write=False)
+                report = await rebuild(conn, PersonVault(LocalKek(bytes(32))), write=False)
         finally:
             await conn.close()
         assert report.ok
@@ -586,8 +603,8 @@ async def test_a_partition_added_later_needs_no_grant(stack: Stack, fresh_databa
             record.kafka_partition,
             record.kafka_offset,
             orjson.dumps(record.attributes).decode(),
-            record.payload_json,
-            record.raw_value,
+            None,  # sealed_value: a record without a value
+            None,  # data_key_id
             record.payload_digest,
             bytes(32),
         )

@@ -21,9 +21,7 @@ import asyncpg
 from pydantic import SecretStr
 
 from services.access import broker
-from services.access.plan import plan_access
 from services.privacy.keys import ensure_deployment_keys
-from services.routing.policy import load_policy
 from services.runtime.credentials import OWNER_ROLE, database_url
 from services.runtime.database import asyncpg_dsn
 from services.runtime.migrations import upgrade
@@ -79,12 +77,7 @@ class Stack:
     def deploy(self, settings: Settings, agencies: list[str] | None = None) -> None:
         """Set-up for one deployment (topic prefix): topics, credentials and ACLs, as
         `casebridge agencies sync` does; the registry's agencies unless `agencies` is given."""
-        if agencies is None:
-            agencies = [a.id for a in load_policy(settings.routing_policy_path).agencies]
-        plan = plan_access(
-            agencies, topic_prefix=settings.topic_prefix, group_prefix=settings.group_prefix
-        )
-        broker.sync(settings, plan)
+        broker.sync(settings, broker.deployment_plan(settings, agencies))
 
     def service_env(self, settings: Settings) -> dict[str, str]:
         """The environment that makes a service process use `settings`."""

@@ -59,8 +59,12 @@ from services.asyncapi import (
 )
 from services.bootstrap import SERVICES, wire
 from services.demo.scenario import build_scenario
+from services.privacy.keys import ensure_deployment_keys
+from services.privacy.policy import load_policy as load_data_sharing_policy
+from services.router.copies import inbox_copy
 from services.router.decisions import routing_records
-from services.routing.policy import Facts, load_policy, route
+from services.routing.facts import opening_of
+from services.routing.policy import load_policy, opening_owner, route
 from services.runtime import credentials
 from services.runtime.credentials import (
     KafkaClientConfig,
@@ -73,6 +77,7 @@ from services.runtime.dead_letter import dead_letter
 from services.runtime.settings import Settings
 
 POLICY = load_policy(Settings().routing_policy_path, known_event_types=EVENT_TYPES)
+SHARING = load_data_sharing_policy()
 AGENCIES = sorted(a.id for a in POLICY.agencies)
 PER_AGENCY = {
     INBOUND_PREFIX: "receive",
@@ -287,19 +292,25 @@ def test_documented_rejection_matches_what_intake_writes() -> None:
     assert out.headers["ce_type"] == schema["properties"]["ce_type"]["const"]
 
 
-def test_documented_decision_body_matches_what_the_router_writes() -> None:
+def test_documented_decision_body_and_inbox_headers_match_what_the_router_writes() -> None:
     m = build_scenario("a")[1]
-    event_type = dict(m.headers)["ce_type"].decode()
-    facts = Facts(event_type=event_type, reporting_agency="x", child=True)
-    out = routing_records(
-        _record(EVENTS_VALID.name, m.headers, m.value),
-        route(POLICY, facts),
-        case_id=m.case_id,
-        policy_version=POLICY.version,
-    )
+    forwarded = [*m.headers, ("cb_agency", m.agency.encode()), ("cb_origin", b"t/0/0")]
+    record = _record(EVENTS_VALID.name, forwarded, m.value)
+    opening = opening_of(record)
+    chosen = route(POLICY, opening.facts)
+    owner = opening_owner(opening.payload, [d.agency for d in chosen.deliveries])
+    copies = {
+        d.agency: inbox_copy(opening, d.agency, owner=owner, sharing=SHARING, directory=POLICY)
+        for d in chosen.deliveries
+    }
+    out = routing_records(record, chosen, copies, case_id=m.case_id, policy_version=POLICY.version)
     decision = RoutingDecisionBody.model_validate_json(out[0].value)
     assert decision.deliveries
+    assert any(d.withheld for d in decision.deliveries)  # the police copy leaves data out
     assert orjson.loads(out[0].value)["case_id"] == m.case_id
+    schema = HEADER_SCHEMAS["InboxHeaders"]
+    for inbox in out[1:]:
+        assert set(schema["required"]) <= set(inbox.headers)
 
 
 # --- the documentation broker is the services' wiring ------------------------------------------
@@ -352,6 +363,7 @@ def test_documentation_broker_subscribes_as_the_wired_services_do(
     settings = Settings.model_construct(run_dir=tmp_path)
     ca = tmp_path / "tls" / "ca.pem"
     _ca_certificate(ca)
+    ensure_deployment_keys(settings.secrets_dir)  # the person vault's key-encryption key
     for service in SERVICES:
         principal = service_principal(service)
         KafkaClientConfig(settings.kafka_bootstrap, principal, "pw", ca).write(

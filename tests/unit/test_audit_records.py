@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from typing import Any
 
@@ -9,7 +10,7 @@ import orjson
 import pytest
 from aiokafka import ConsumerRecord
 
-from schemas.topics import DEADLETTER, ROUTING_DECISIONS
+from schemas.topics import DEADLETTER, ERASURES, ROUTING_DECISIONS
 from services.audit.records import describe
 
 EVENT_HEADERS: list[tuple[str, bytes | None]] = [
@@ -128,14 +129,12 @@ def test_payload_digest_is_sha256_of_the_raw_value() -> None:
     r = describe(record("casebridge.in.id-shelter-ngo"))
     assert r.payload_digest == hashlib.sha256(PAYLOAD).digest()
     assert r.raw_value == PAYLOAD
-    assert r.payload_json == PAYLOAD.decode()
 
 
 def test_null_value_digests_as_empty() -> None:
     r = describe(record("casebridge.in.id-shelter-ngo", value=None))
     assert r.payload_digest == hashlib.sha256(b"").digest()
     assert r.raw_value is None
-    assert r.payload_json is None
     assert r.agency == "id-shelter-ngo", "who sent it still follows from the topic"
 
 
@@ -144,10 +143,10 @@ def test_null_value_digests_as_empty() -> None:
     [b"\x00\x01 binary", b'{"case_id": "REF-1", ', b'{"a": "\xff"}', b'{"a": "\\u0000"}'],
     ids=["binary", "truncated JSON", "not UTF-8", "NUL escape"],
 )
-def test_value_postgres_cannot_store_as_jsonb_keeps_its_raw_bytes(value: bytes) -> None:
+def test_a_value_that_is_not_json_keeps_its_raw_bytes(value: bytes) -> None:
     r = describe(record("casebridge.in.id-shelter-ngo", value=value))
-    assert r.payload_json is None
     assert r.raw_value == value
+    assert r.data_subject == "case:REF-1"  # from ce_subject: the value names no case
     assert r.payload_digest == hashlib.sha256(value).digest()
 
 
@@ -180,3 +179,83 @@ def test_reporting_agency_is_bounded_and_must_be_text() -> None:
     assert describe(record("casebridge.cases.events", value=long)).agency == "a" * 64
     odd = orjson.dumps({"reporting_agency": ["not", "text"]})
     assert describe(record("casebridge.cases.events", value=odd)).agency is None
+
+
+# --- whose data key seals the value ---------------------------------------------------------
+
+NO_SUBJECT = [h for h in EVENT_HEADERS if h[0] != "ce_subject"]
+
+
+@pytest.mark.parametrize(
+    ("value", "headers", "key", "expected"),
+    [
+        (orjson.dumps({"case_id": "CASE-9"}), EVENT_HEADERS, b"KEY-1", "case:CASE-9"),
+        (orjson.dumps({"case_id": 9}), EVENT_HEADERS, b"KEY-1", "case:REF-1"),
+        (orjson.dumps({"case_id": ""}), NO_SUBJECT, b"KEY-1", "case:KEY-1"),
+        (orjson.dumps(["case_id", "CASE-9"]), NO_SUBJECT, b"KEY-1", "case:KEY-1"),
+        (b"not json", EVENT_HEADERS, None, "case:REF-1"),
+        (b"not json", NO_SUBJECT, None, "unattributed:casebridge.in.au-jrcc"),
+        (None, NO_SUBJECT, None, "unattributed:casebridge.in.au-jrcc"),
+    ],
+    ids=["case_id", "case_id-not-text", "key", "not-an-object", "ce_subject", "none", "no-value"],
+)
+def test_a_value_is_sealed_for_the_case_it_is_about(
+    value: bytes | None, headers: list[tuple[str, bytes | None]], key: bytes | None, expected: str
+) -> None:
+    """The payload's case_id, else ce_subject, else the key; nothing: unattributed."""
+    r = describe(record("casebridge.in.au-jrcc", value=value, headers=headers, key=key))
+    assert r.data_subject == expected
+
+
+def test_trusted_copies_are_sealed_for_their_case_too() -> None:
+    """An inbox copy (no second validation) still names the case from its payload."""
+    value = orjson.dumps({"case_id": "CASE-7", "reporting_agency": "id-shelter-ngo"})
+    r = describe(record("casebridge.inbox.id-child-protection", value=value))
+    assert (r.outcome, r.data_subject) == ("delivered", "case:CASE-7")
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def dead_letter_body(value: bytes | None, *, key: bytes | None, subject: bytes | None) -> bytes:
+    headers = [["ce_id", _b64(b"evt-9")]] + ([["ce_subject", _b64(subject)]] if subject else [])
+    return orjson.dumps(
+        {
+            "error": {"code": "INVALID_PAYLOAD"},
+            "original": {
+                "key_b64": None if key is None else _b64(key),
+                "headers": headers,
+                "value_b64": None if value is None else _b64(value),
+            },
+        }
+    )
+
+
+@pytest.mark.parametrize("topic", [DEADLETTER.name, "casebridge.rejections.id-police-aht"])
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            dead_letter_body(orjson.dumps({"case_id": "CASE-5"}), key=b"K", subject=b"S"),
+            "case:CASE-5",
+        ),
+        (dead_letter_body(b"{broken", key=b"K", subject=b"S"), "case:S"),
+        (dead_letter_body(None, key=b"K", subject=None), "case:K"),
+        (b"not a dead-letter body", "case:REF-1"),
+    ],
+    ids=["original-case_id", "original-ce_subject", "original-key", "unreadable-body"],
+)
+def test_a_rejected_record_is_sealed_for_the_case_of_the_record_it_carries(
+    topic: str, body: bytes, expected: str
+) -> None:
+    """Not for the dead-letter's own ce_subject, which names the rejected event."""
+    r = describe(record(topic, headers=DEAD_HEADERS, value=body))
+    assert r.data_subject == expected
+    assert r.data_subject != "case:evt-9"
+
+
+def test_an_erasure_request_is_audited_and_sealed_like_anything_else() -> None:
+    value = orjson.dumps({"case_id": "CASE-3", "reason": "data subject request"})
+    r = describe(record(ERASURES.name, value=value, key=None))
+    assert (r.outcome, r.data_subject, r.raw_value) == ("erasure_requested", "case:CASE-3", value)

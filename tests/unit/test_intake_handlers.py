@@ -25,13 +25,20 @@ from schemas.errors import RejectionCode
 from schemas.topics import DEADLETTER, EVENTS_VALID, inbound_topic, rejections_topic
 from services.demo.scenario import AgencyMessage, build_scenario
 from services.intake.handlers import Intake, build_router
+from services.intake.registry import Registry
 from services.intake.seen_events import Sighting
+from services.privacy.policy import load_policy as load_data_sharing_policy
+from services.routing.policy import load_policy
 from services.runtime.dead_letter import DEAD_LETTER_TYPE
 from services.runtime.kafka import batch_of
 from services.runtime.settings import Settings
 from tests.support.memory_broker import BrokerPublisher
 
 SETTINGS = Settings(retry_backoff_s=0.0)
+REGISTRY = Registry(
+    load_policy(SETTINGS.routing_policy_path),
+    load_data_sharing_policy(SETTINGS.data_sharing_policy_path),
+)
 
 
 class FakeSeenEvents:
@@ -90,7 +97,7 @@ def text_headers(record: ConsumerRecord[Any, Any]) -> dict[str, str]:
 def build_broker(seen: FakeSeenEvents) -> tuple[KafkaBroker, Harness]:
     broker = KafkaBroker()
     publisher = BrokerPublisher(broker)
-    broker.include_router(build_router(Intake(publisher, seen), SETTINGS))  # type: ignore[arg-type]
+    broker.include_router(build_router(Intake(publisher, seen, REGISTRY), SETTINGS))  # type: ignore[arg-type]
     harness = Harness(broker=broker, seen=seen)
 
     @broker.subscriber(EVENTS_VALID.name, batch=True)

@@ -1,8 +1,9 @@
-"""Router's handler on FastStream's in-memory TestKafkaBroker, with the shipped policy.
+"""Router's handler on FastStream's in-memory TestKafkaBroker, with the shipped policies.
 
-What a valid event becomes: one routing decision (identifiers only) and the event, byte for
-byte, on each chosen agency's inbox. `publish_all` is replaced by a sequential publish the test
-broker can run (see tests/unit/test_intake_handlers.py).
+What a valid event becomes: one routing decision (identifiers only) and, on each chosen
+agency's inbox, the event cut to what that agency may be told, with what was cut named.
+`publish_all` is replaced by a sequential publish the test broker can run (see
+tests/unit/test_intake_handlers.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from schemas.errors import RejectionCode
 from schemas.registry import EVENT_TYPES
 from schemas.topics import DEADLETTER, EVENTS_VALID, ROUTING_DECISIONS
 from services.demo.scenario import AgencyMessage, build_scenario
+from services.privacy.policy import load_policy as load_data_sharing_policy
 from services.router.decisions import ROUTING_DECISION_TYPE
 from services.router.handlers import Router, build_router
 from services.routing.policy import load_policy
@@ -30,6 +32,7 @@ from tests.support.memory_broker import BrokerPublisher
 
 SETTINGS = Settings(retry_backoff_s=0.0)
 POLICY = load_policy(SETTINGS.routing_policy_path, known_event_types=EVENT_TYPES)
+SHARING = load_data_sharing_policy(SETTINGS.data_sharing_policy_path)
 INBOX_PATTERN = r"casebridge\.inbox\..+"
 
 
@@ -63,7 +66,7 @@ class Harness:
 @pytest.fixture
 async def router(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Harness]:
     broker = KafkaBroker()
-    broker.include_router(build_router(Router(BrokerPublisher(broker), POLICY), SETTINGS))
+    broker.include_router(build_router(Router(BrokerPublisher(broker), POLICY, SHARING), SETTINGS))
     harness = Harness(broker=broker)
 
     @broker.subscriber(ROUTING_DECISIONS.name, batch=True)
@@ -104,21 +107,33 @@ async def test_child_referral_goes_to_child_protection_at_once_and_to_police(
     assert router.dead == []
 
 
-async def test_each_inbox_record_is_the_event_unchanged_plus_why(router: Harness) -> None:
+async def test_each_inbox_record_is_the_event_minus_what_is_withheld_plus_why(
+    router: Harness,
+) -> None:
     m = scenario()["child"]
     await router.send(m)
 
     decision_headers, decision = router.decision()
     rules = {d["agency"]: d["rule"] for d in decision["deliveries"]}
+    withheld = {d["agency"]: d["withheld"] for d in decision["deliveries"]}
+    event = orjson.loads(m.value)
     for agency, record in router.inbox_by_agency().items():
         headers = text_headers(record)
+        named = [f for f in headers["cb_withheld"].split(",") if f]
         assert record.key == m.case_id.encode()
-        assert record.value == m.value
+        assert orjson.loads(record.value) == {k: v for k, v in event.items() if k not in named}
+        assert named == withheld[agency]
         for name, raw in m.headers:
             assert headers[name] == raw.decode(), name
         assert headers["cb_rule"] == rules[agency]
         assert headers["cb_decision_id"] == decision_headers["ce_id"]
         assert headers["cb_priority"] in {"immediate", "high", "normal"}
+    # The child-protection owner gets the person; the police, with no purpose recorded, not.
+    copies = router.inbox_by_agency()
+    assert "person" in orjson.loads(copies["id-child-protection"].value)
+    police = orjson.loads(copies["id-police-aht"].value)
+    assert "person" not in police
+    assert "trafficking_status" not in police
 
 
 async def test_decision_event_names_its_cause_and_carries_no_personal_field(
@@ -143,7 +158,7 @@ async def test_decision_event_names_its_cause_and_carries_no_personal_field(
         "matched_rules",
         "deliveries",
     }
-    assert decision["policy_version"] == POLICY.version
+    assert decision["policy_version"] == f"{POLICY.version}+{SHARING.version}"
     assert decision["matched_rules"] == [
         "child-referral-to-child-protection",
         "child-referral-to-police",
@@ -167,6 +182,8 @@ async def test_sar_distress_goes_to_the_coordinating_rcc_immediately(router: Har
             "agency": "id-rcc-jakarta",
             "priority": "immediate",
             "rule": "sar-distress-to-coordinating-rcc",
+            "via": None,
+            "withheld": [],
         }
     ]
     assert set(router.inbox_by_agency()) == {"id-rcc-jakarta"}

@@ -8,6 +8,7 @@ event under it.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ from schemas.returns import RETURN_REQUESTED
 from schemas.sar import SAR_ALERT
 from schemas.topics import inbox_topic
 from schemas.vocab import AgencyKind, SarPhase, TypeOfExploitation
+from services.privacy.policy import DataClass, SharingAgreement
+from services.privacy.policy import load_policy as load_data_sharing_policy
 from services.routing.policy import (
     Delivery,
     Facts,
@@ -36,6 +39,7 @@ from services.runtime.settings import Settings
 
 SHIPPED = Settings().routing_policy_path
 POLICY = load_policy(SHIPPED, known_event_types=EVENT_TYPES)
+SHARING = load_data_sharing_policy()
 AGENCY_IDS = sorted(a.id for a in POLICY.agencies)
 IMMIGRATION = {a.id for a in POLICY.agencies if a.kind == AgencyKind.immigration}
 
@@ -188,14 +192,33 @@ def test_kinds_route_to_agencies_in_the_events_country() -> None:
     assert set(deliveries(r)) == {"th-child-protection", "th-police-aht"}
 
 
-def test_country_without_an_agency_of_the_kind_gets_every_agency_of_that_kind() -> None:
-    r = route(POLICY, referral(child=True, country="GR"))
-    assert set(deliveries(r)) == {
-        "id-child-protection",
-        "th-child-protection",
-        "id-police-aht",
-        "th-police-aht",
+def test_country_without_an_agency_of_the_kind_goes_to_the_regional_coordinator_only() -> None:
+    r = route(POLICY, referral(child=True, country="GR"), SHARING.sharing_agreements)
+    assert deliveries(r) == {
+        "regional-support-office": (Priority.IMMEDIATE, "child-referral-to-child-protection")
     }
+    assert {d.via for d in r.deliveries} == {"regional-coordinator"}
+
+
+def test_a_sharing_agreement_lets_a_referral_reach_the_agreed_agency_abroad() -> None:
+    agreement = SharingAgreement(
+        name="gr-th-child-protection",
+        from_country="GR",
+        to_agency="th-child-protection",
+        categories=frozenset({DataClass.personal, DataClass.victim_status}),
+        legal_basis="synthetic test agreement",
+        expires=dt.date(2030, 1, 1),
+    )
+    facts = dataclasses.replace(referral(child=True, country="GR"), on=dt.date(2026, 12, 1))
+    r = route(POLICY, facts, [agreement])
+    assert deliveries(r) == {
+        "th-child-protection": (Priority.IMMEDIATE, "child-referral-to-child-protection"),
+        # No agreement names a police unit abroad: the coordinator stands in for it.
+        "regional-support-office": (Priority.HIGH, "child-referral-to-police"),
+    }
+    assert {d.agency: d.via for d in r.deliveries}["th-child-protection"] == agreement.name
+    expired = agreement.model_copy(update={"expires": dt.date(2020, 1, 1)})
+    assert set(deliveries(route(POLICY, facts, [expired]))) == {"regional-support-office"}
 
 
 def sar(phase: SarPhase, *, rcc: str = "id-rcc-jakarta", reporter: str = "x") -> Facts:
@@ -212,7 +235,8 @@ def test_sar_distress_goes_to_the_coordinating_rcc_immediately() -> None:
     r = route(POLICY, sar(SarPhase.DETRESFA))
     # The neighbouring-RCC rule also picks the Jakarta RCC (high): the more urgent one wins.
     assert deliveries(r) == {
-        "id-rcc-jakarta": (Priority.IMMEDIATE, "sar-distress-to-coordinating-rcc")
+        "id-rcc-jakarta": (Priority.IMMEDIATE, "sar-distress-to-coordinating-rcc"),
+        "au-jrcc": (Priority.HIGH, "sar-distress-to-neighbouring-rcc"),
     }
     assert "sar-distress-to-neighbouring-rcc" in r.matched_rules
 

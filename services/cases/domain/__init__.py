@@ -29,7 +29,7 @@ from services.cases.domain.policy import (
 )
 from services.cases.domain.rules import PolicyRule, rules_by_priority
 from services.cases.domain.transition import CaseContext, FollowUp
-from services.cases.domain.visibility import case_updates, recipients, view_for, withheld_fields
+from services.cases.domain.visibility import case_updates, recipients, view_for
 
 __all__ = [
     "CASE_ADAPTER",
@@ -66,5 +66,4 @@ __all__ = [
     "rules_by_priority",
     "view_for",
     "violations",
-    "withheld_fields",
 ]

@@ -34,6 +34,7 @@ from services.cases.domain.lifecycle import TRANSITIONS
 from services.cases.domain.lifecycle.protection import choose_child_protection
 from services.cases.domain.model import (
     Case,
+    PermittedPurpose,
     ReferralFacts,
     ReturnFacts,
     SarFacts,
@@ -42,6 +43,7 @@ from services.cases.domain.model import (
 )
 from services.cases.domain.person_key import person_key
 from services.cases.domain.transition import CaseContext, FollowUp, Refusal, Transition, Who
+from services.routing.policy import opening_owner
 
 Opening = VictimReferralSubmitted | ReturnRequested | SarAlertReceived
 """Inbound events that open a case (a later SAR alert on an open incident is a SITREP)."""
@@ -228,17 +230,11 @@ def _rejected(
 def _open(
     message: Opening, *, now: dt.datetime, ctx: CaseContext, routed_to: Sequence[str]
 ) -> Decision:
+    owner = opening_owner(message, routed_to)
+    others = [a for a in (*routed_to, message.reporting_agency) if a != owner]
     if isinstance(message, SarAlertReceived):
-        owner = message.coordinating_rcc
-        others = [*routed_to, message.reporting_agency]
         kind, state, child, country = CaseKind.sar, CaseState.alert_received, False, None
     else:
-        owner = routed_to[0] if routed_to else message.reporting_agency
-        others = [*routed_to[1:], message.reporting_agency]
-        if isinstance(message, ReturnRequested):
-            # The programme where the person is holds a return until the receiving agency
-            # in the country of origin accepts the handover on arrival.
-            owner, others = message.reporting_agency, list(routed_to)
         child = message.involves_child()
         if isinstance(message, VictimReferralSubmitted):
             kind, state, country = CaseKind.referral, CaseState.submitted, message.location_country
@@ -281,6 +277,22 @@ def _opened(event: CaseOpened) -> Case:
         child=event.child,
         person_key=event.person_key,
     )
+    opening = event.referral or event.return_request
+    if opening is not None and opening.permitted_purposes:
+        # Purposes recorded with the opening event (intake checked each against the policy).
+        case = replace(
+            case,
+            permitted_purposes=tuple(
+                PermittedPurpose(
+                    for_agency=g.for_agency,
+                    purpose=g.purpose,
+                    legal_basis=g.legal_basis,
+                    recorded_by=opening.reporting_agency,
+                    recorded_at=at,
+                )
+                for g in opening.permitted_purposes
+            ),
+        )
     if (r := event.referral) is not None:
         return replace(
             case,

@@ -1,4 +1,4 @@
-"""The case policy (``services/cases/policy.yaml``): deadlines, escalation, sharing, visibility.
+"""The case policy (``services/cases/policy.yaml``): deadlines, escalation, who may receive a case.
 
 Kept as data so a data-protection officer can review it without reading code; validated on
 load so that a typo cannot silently widen what an agency sees. Every rule names the ministerial
@@ -16,23 +16,18 @@ from typing import Annotated, Literal, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.cases import CaseKind, CaseState, CaseUpdate
+from schemas.cases import CaseKind, CaseState
 from schemas.priorities import MinisterialPriority
 from schemas.vocab import AgencyKind, SarPhase
 from services.cases.domain.rules import PolicyRule
 
 POLICY_PATH = Path(__file__).resolve().parent.parent / "policy.yaml"
 
-ENVELOPE_FIELDS = frozenset(
-    {"recipient", "case_id", "kind", "version", "status", "occurred_at", "withheld", "role"}
-)
-"""CaseUpdate fields every recipient gets: they say which case changed, never what it holds."""
-
 RuleId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,79}$")]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 class EscalationRole(StrEnum):
@@ -95,47 +90,13 @@ DeadlineRule = Annotated[
 
 
 class SharingPolicy(_Strict):
-    """Who may receive a case, who may override the consent gate, and for which purposes
-    immigration and enforcement agencies may see victim-status details."""
+    """Who may receive a case and who may override the consent gate (what each agency is then
+    told is the data-sharing policy's, services/privacy/policy.yaml)."""
 
     entitled_kinds: Mapping[CaseKind, frozenset[AgencyKind]]
     override_kinds: frozenset[AgencyKind] = frozenset()
     child_override_kinds: frozenset[AgencyKind] = frozenset()
     """May override for a child (a best-interests decision), in addition to override_kinds."""
-    permitted_purposes: Mapping[str, frozenset[AgencyKind]] = {}
-
-
-class VisibilityPolicy(_Strict):
-    """Every CaseUpdate field (besides the envelope) sits in exactly one class."""
-
-    restricted_kinds: frozenset[AgencyKind]
-    """Non-punishment: these see victim-status and personal fields only for a recorded,
-    permitted purpose."""
-    operational_fields: frozenset[str]
-    referral_lifecycle_fields: frozenset[str]
-    """Operational for other cases, but a referral's state itself reveals victim status."""
-    victim_status_fields: frozenset[str]
-    personal_fields: frozenset[str]
-
-    @model_validator(mode="after")
-    def _partition_of_case_update(self) -> Self:
-        classes = [
-            self.operational_fields,
-            self.referral_lifecycle_fields,
-            self.victim_status_fields,
-            self.personal_fields,
-        ]
-        listed = [name for c in classes for name in c]
-        content = set(CaseUpdate.model_fields) - ENVELOPE_FIELDS
-        problems = sorted({n for n in listed if listed.count(n) > 1})
-        unknown = sorted(set(listed) - content)
-        missing = sorted(content - set(listed))
-        if problems or unknown or missing:
-            raise ValueError(
-                f"visibility classes must partition CaseUpdate: listed twice {problems}, "
-                f"unknown {unknown}, unclassified {missing}"
-            )
-        return self
 
 
 class ProtectionRule(_Rule):
@@ -146,7 +107,6 @@ class CasePolicy(_Strict):
     version: str = Field(max_length=40)
     deadlines: tuple[DeadlineRule, ...]
     sharing: SharingPolicy
-    visibility: VisibilityPolicy
     protection_rules: tuple[ProtectionRule, ...]
 
     @model_validator(mode="after")

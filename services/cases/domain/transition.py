@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -24,6 +24,8 @@ from schemas.cases import (
 )
 from services.cases.domain.model import AgencyInfo, Case
 from services.cases.domain.policy import CasePolicy
+from services.privacy.policy import DataSharingPolicy
+from services.privacy.policy import load_policy as load_data_sharing_policy
 
 FollowUp = ScreeningReferralOpened | PossibleDuplicateFlagged
 """Events a transition asks the lead to publish besides the transition itself."""
@@ -31,12 +33,14 @@ FollowUp = ScreeningReferralOpened | PossibleDuplicateFlagged
 
 @dataclass(frozen=True, slots=True)
 class CaseContext:
-    """Everything ``decide`` consults besides the case: the agency directory, the policy and
-    the key for pseudonymous person keys (held outside the database)."""
+    """Everything ``decide`` consults besides the case: the agency directory, the case policy,
+    the data-sharing policy (the packaged one unless given) and the key for pseudonymous person
+    keys (held outside the database)."""
 
     agencies: Mapping[str, AgencyInfo]
     policy: CasePolicy
     person_key_secret: bytes | None = None
+    data_sharing: DataSharingPolicy = field(default_factory=load_data_sharing_policy)
 
 
 @dataclass(frozen=True, slots=True)

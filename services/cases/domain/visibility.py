@@ -1,24 +1,22 @@
 """Need-to-know case updates: what each agency may see of a case after a change.
 
-Fields fall into the classes of ``policy.yaml`` (operational, referral lifecycle, victim
-status, personal). An agency sees personal data only as owner, or as a member with consent to
-share or an override for it. Victim-status details go to members only. Immigration and
-enforcement agencies (``restricted_kinds``) see neither, nor a referral's state, unless a
-permitted purpose is recorded for them on that case (non-punishment principle).
+The decision is the data-sharing policy's (services/privacy/disclosure.py), the same one the
+router applies to an agency's first copy; this module only states the case's situation for one
+recipient: its role, consent and overrides, purposes recorded for it, where the person is.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Any
 
 from schemas.cases import CaseKind, CaseUpdate
-from schemas.vocab import AgencyKind
 from services.cases.domain.model import Case, HandoverStatus
-from services.cases.domain.policy import VisibilityPolicy
 from services.cases.domain.transition import CaseContext
+from services.privacy.disclosure import Recipient, Role, Situation, withheld_fields
+from services.privacy.policy import CASE_UPDATE
 
-Role = Literal["owner", "assigned", "pending", "former"]
+__all__ = ["Role", "case_updates", "recipients", "role_of", "situation_of", "view_for"]
 
 
 def role_of(case: Case, agency_id: str) -> Role:
@@ -35,45 +33,44 @@ def role_of(case: Case, agency_id: str) -> Role:
     return "former"
 
 
-def withheld_fields(
-    case_kind: CaseKind,
-    agency_kind: AgencyKind | None,
-    *,
-    role: Role,
-    sharing_permitted: bool,
-    purpose_recorded: bool,
-    policy: VisibilityPolicy,
-) -> frozenset[str]:
-    """The CaseUpdate fields an agency must not receive. An agency missing from the directory
-    (``agency_kind`` None) is treated as restricted."""
-    restricted = agency_kind is None or agency_kind in policy.restricted_kinds
-    unpurposed = restricted and not purpose_recorded
-    member = role in ("owner", "assigned")
-    withheld: set[str] = set()
-    if not sharing_permitted or unpurposed:
-        withheld |= policy.personal_fields
-    if not member or unpurposed:
-        withheld |= policy.victim_status_fields
-    if case_kind == CaseKind.referral and unpurposed:
-        withheld |= policy.referral_lifecycle_fields
-    return frozenset(withheld)
+def case_country(case: Case) -> str | None:
+    """Where the person is (or the search region): the "from" of any cross-border sharing."""
+    if case.referral is not None:
+        return case.referral.location_country
+    if case.returns is not None:
+        return case.returns.host_country
+    return case.sar.search_region_country if case.sar is not None else None
+
+
+def situation_of(case: Case, agency_id: str, ctx: CaseContext, on: dt.date) -> Situation:
+    info = ctx.agencies.get(agency_id)
+    kind = info.kind if info else None
+    return Situation(
+        is_referral=case.kind == CaseKind.referral,
+        role=role_of(case, agency_id),
+        case_country=case_country(case),
+        consent_to_share=case.consent_to_share,
+        override=case.has_override_for(agency_id),
+        child=case.child,
+        # Returns have no referral-mechanism consent: voluntariness is confirmed to open one.
+        adult_consent=case.referral.adult_consent if case.referral is not None else True,
+        purpose_recorded=any(
+            p.for_agency == agency_id and ctx.data_sharing.purpose_permitted(p.purpose, kind)
+            for p in case.permitted_purposes
+        ),
+        on=on,
+    )
 
 
 def view_for(
     case: Case, agency_id: str, *, change: str | None, occurred_at: dt.datetime, ctx: CaseContext
 ) -> CaseUpdate:
     """The update one agency receives: withheld fields are left empty and named."""
-    role = role_of(case, agency_id)
     info = ctx.agencies.get(agency_id)
-    withheld = withheld_fields(
-        case.kind,
-        info.kind if info else None,
-        role=role,
-        sharing_permitted=role == "owner"
-        or (role == "assigned" and case.may_receive_personal_data(agency_id)),
-        purpose_recorded=case.has_purpose_for(agency_id),
-        policy=ctx.policy.visibility,
-    )
+    recipient = Recipient(agency_id, info.kind if info else None, info.country if info else None)
+    situation = situation_of(case, agency_id, ctx, occurred_at.date())
+    withheld = withheld_fields(ctx.data_sharing, CASE_UPDATE, recipient, situation)
+    role = situation.role
     content = {k: v for k, v in _content(case, change).items() if k not in withheld}
     return CaseUpdate(
         recipient=agency_id,

@@ -22,6 +22,7 @@ async def audit_db(stack: Stack) -> AsyncIterator[AuditDb]:
         writer=stack.url(WRITER_ROLE, name),
         signer=stack.url(SIGNER_ROLE, name),
         auditor=stack.url(AUDITOR_ROLE, name),
+        secrets_dir=stack.run_dir / "secrets",
     )
     conn = await asyncpg.connect(asyncpg_dsn(stack.url("postgres", "postgres")))
     try:

@@ -1,11 +1,12 @@
-"""Synthetic audit records written the way the audit consumer writes them, and the signer,
-each as its own database role."""
+"""Synthetic audit records written the way the audit consumer writes them (values sealed per
+case through the person vault), and the signer, each as its own database role."""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import asyncpg
@@ -14,8 +15,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.audit.canonical import AuditEntry, entry_leaf_hash
 from services.audit.checkpoints import TreeHeadSigner
+from services.audit.logcheck import KekLoader
+from services.audit.sealed import seal_value
 from services.audit.store import COLUMNS
 from services.audit.tree_head import SignedTreeHead
+from services.privacy.keys import load_kek
+from services.privacy.vault import PersonVault, case_subject
 from services.runtime.credentials import service_role
 from services.runtime.database import asyncpg_dsn
 
@@ -45,17 +50,39 @@ class AuditDb:
     """The signer's role (casebridge_signer): reads the log, adds tree heads."""
     auditor: str
     """The read-only role (casebridge_auditor): the auditors' API, verify, proofs, export."""
+    secrets_dir: Path
+    """The stack's deployment secrets: its key-encryption key is `keys/kek` there."""
+
+    @property
+    def kek(self) -> KekLoader:
+        return partial(load_kek, secrets_dir=self.secrets_dir)
+
+    def vault(self) -> PersonVault:
+        return PersonVault(self.kek())
+
+
+SEALED, KEY_ID = COLUMNS.index("sealed_value"), COLUMNS.index("data_key_id")
 
 
 @dataclass(frozen=True)
 class Row:
     values: tuple[object, ...]
+    """In `COLUMNS` order, with `sealed_value` and `data_key_id` NULL: `append` seals."""
+    raw: bytes | None
+    case: str
 
     @property
     def seq(self) -> int:
         seq = self.values[0]
         assert isinstance(seq, int)
         return seq
+
+    def sealed(self, key_id: int, data_key: bytes) -> tuple[object, ...]:
+        """The values with the raw value sealed as the audit consumer seals it."""
+        assert self.raw is not None
+        values = list(self.values)
+        values[SEALED], values[KEY_ID] = seal_value(data_key, self.raw, self.seq), key_id
+        return tuple(values)
 
 
 def make_row(seq: int, *, case: str | None = None, raw: bytes | None = b"", day: int = 0) -> Row:
@@ -69,7 +96,6 @@ def make_row(seq: int, *, case: str | None = None, raw: bytes | None = b"", day:
         raw = orjson.dumps(
             {"case_id": case, "reporting_agency": agency, "n": seq, "note": "sÿnthetic"}
         )
-    payload = raw.decode() if raw is not None and raw.startswith(b"{") else None
     digest = hashlib.sha256(raw or b"").digest()
     event_id = f"evt-{seq:04d}"
     source = f"urn:casebridge:agency:{agency}"
@@ -106,23 +132,30 @@ def make_row(seq: int, *, case: str | None = None, raw: bytes | None = b"", day:
             seq % 3,
             seq,
             attributes,
-            payload,
-            raw,
+            None,
+            None,
             digest,
             entry_leaf_hash(entry),
-        )
+        ),
+        raw,
+        case,
     )
 
 
 async def append(db: AuditDb, rows: list[Row]) -> None:
-    """COPY rows as the audit consumer's role and advance audit_head, as
-    `AuditLog.append_batch` does."""
+    """COPY rows as the audit consumer's role, each value sealed under its case's data key,
+    and advance audit_head, as `AuditLog.append_batch` does."""
     conn = await asyncpg.connect(asyncpg_dsn(db.writer))
     try:
         async with conn.transaction():
-            await conn.copy_records_to_table(
-                "audit_log", columns=COLUMNS, records=[r.values for r in rows]
-            )
+            keys = await db.vault().keys_for(conn, {case_subject(r.case) for r in rows})
+            records = [
+                r.values
+                if r.raw is None
+                else r.sealed(keys[case_subject(r.case)].key_id, keys[case_subject(r.case)].key)
+                for r in rows
+            ]
+            await conn.copy_records_to_table("audit_log", columns=COLUMNS, records=records)
             await conn.execute("UPDATE audit_head SET next_seq = $1 WHERE id = 1", rows[-1].seq + 1)
     finally:
         await conn.close()

@@ -131,6 +131,14 @@ async def cli(*argv: str) -> int:
     return await asyncio.to_thread(main, list(argv))
 
 
+@pytest.fixture
+def deployment_kek(audit_db: AuditDb, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI finds the KEK as a deployment's machine would: in its run dir's secrets."""
+    monkeypatch.setenv("CASEBRIDGE_RUN_DIR", str(audit_db.secrets_dir.parent))
+    monkeypatch.delenv("CASEBRIDGE_KEK", raising=False)
+
+
+@pytest.mark.usefixtures("deployment_kek")
 async def test_cli_verify_proof_consistency_and_heads(
     signed: AuditDb, tmp_path: Path, public_key_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -138,7 +146,10 @@ async def test_cli_verify_proof_consistency_and_heads(
     heads, leaves = str(tmp_path / "tree-heads.jsonl"), str(tmp_path / "leaf-hashes.bin")
     base = ["--public-key", key, "--database-url", db]
     assert await cli("verify", *base, "--tree-heads", heads, "--leaf-hashes", leaves) == 0
-    assert "ok: 40 records match the signed root" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ok: 40 records match the signed root; 40 values match their digests" in out
+    assert await cli("verify", *base, "--tree-heads", heads, "--no-payloads") == 0
+    assert "40 sealed values not checked (no key-encryption key)" in capsys.readouterr().out
     assert await cli("proof", *base, "--seq", "17") == 0
     assert "seq 17 is in the signed tree of size 40" in capsys.readouterr().out
     assert await cli("proof", *base, "--seq", "3", "--tree-size", "10") == 0
@@ -173,6 +184,7 @@ async def test_cli_verify_proof_consistency_and_heads(
     assert await cli("proof", *base, "--seq", "28") == 0  # its neighbours still prove
 
 
+@pytest.mark.usefixtures("deployment_kek")
 async def test_cli_export_then_verify_the_export(
     signed: AuditDb, tmp_path: Path, public_key_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -315,7 +327,7 @@ async def test_auditor_queries_reach_the_log_through_kafka(
     writer = Database(audit_db.writer)  # the audit consumer's role: it cannot read back
     await writer.start()
     try:
-        await AuditLog(writer, consumer="test.audit").append_batch(described)
+        await AuditLog(writer, audit_db.vault(), consumer="test.audit").append_batch(described)
     finally:
         await writer.close()
     conn = await asyncpg.connect(asyncpg_dsn(audit_db.auditor))
@@ -437,7 +449,8 @@ async def test_rows_with_awkward_values_verify(audit_db: AuditDb, tmp_path: Path
     awkward = ['q"uote', "back\\slash", "tab\tnew\nline\r\x01\x1f\x7f", "é ü 中 😀 \u2028", ""]
     rows = []
     for seq, text in enumerate(awkward * 2):
-        values: list[Any] = list(make_row(seq, raw=None if seq == 3 else b"").values)
+        base = make_row(seq, raw=None if seq == 3 else b"")
+        values: list[Any] = list(base.values)
         values[2] = text or "-"  # event_id
         values[5] = None if seq % 2 else text  # subject
         values[8] = text if seq % 3 == 0 else None  # reason_code
@@ -448,7 +461,7 @@ async def test_rows_with_awkward_values_verify(audit_db: AuditDb, tmp_path: Path
             reason_code=values[8], payload_digest=values[15],
         )  # fmt: skip
         values[16] = entry_leaf_hash(entry)
-        rows.append(Row(tuple(values)))
+        rows.append(Row(tuple(values), base.raw, base.case))
     await append(audit_db, rows)
     pool = await asyncpg.create_pool(asyncpg_dsn(audit_db.signer), min_size=1, max_size=1)
     try:
@@ -459,9 +472,14 @@ async def test_rows_with_awkward_values_verify(audit_db: AuditDb, tmp_path: Path
         await pool.close()
     # The fast pass on its own (a wrong fast pass would only be caught by the slower
     # diagnosis, so a final "ok" does not prove it right).
-    evidence = await logcheck._read_chunk(audit_db.auditor, 0, len(rows), False)
+    evidence = await logcheck._read_chunk(audit_db.auditor, 0, len(rows), audit_db.kek)
     expected = [r.values[16] for r in rows]
     assert bytes(evidence.recomputed) == b"".join(h for h in expected if isinstance(h, bytes))
-    report = await verify_database(audit_db.auditor, PUBLIC, workers=1)
+    assert (evidence.payloads_checked, evidence.seal_bad, evidence.payload_bad) == (
+        len(rows),
+        None,
+        None,
+    )
+    report = await verify_database(audit_db.auditor, PUBLIC, workers=1, kek=audit_db.kek)
     assert report.ok, report.detail
     assert report.detail.startswith(f"{len(rows)} records match")  # decided by the fast pass

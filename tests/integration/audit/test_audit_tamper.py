@@ -2,8 +2,10 @@
 detected and the first divergent seq is named; no service role (the writer, the signer, the
 auditors' read-only role) can tamper at all, and each can add only what its service adds.
 
-The log: 40 records, tree heads signed at sizes 10, 20 and 40 (files exported outside the
-database). Each test verifies the intact log first, so a failure cannot come from the setup.
+The log: 40 records, each value sealed under its case's data key, tree heads signed at sizes
+10, 20 and 40 (files exported outside the database). Each test verifies the intact log first,
+so a failure cannot come from the setup. The tamperer owns the tables but not the
+key-encryption key: it can move, alter or drop sealed values, not seal new ones.
 """
 
 from __future__ import annotations
@@ -18,14 +20,15 @@ import pytest
 from services.audit.canonical import AuditEntry, entry_leaf_hash
 from services.audit.checkpoints import TreeHeadSigner
 from services.audit.logcheck import (
-    JSON_COPY_MISMATCH,
     PAYLOAD_MISMATCH,
+    SEALED_VALUE_BROKEN,
     read_leaf_hashes_file,
     read_tree_heads_file,
     verify_against_latest,
     verify_database,
 )
 from services.audit.queries import LogIntegrityError
+from services.audit.sealed import seal_value
 from services.audit.verify import (
     DUPLICATE_SEQ,
     GAP,
@@ -61,12 +64,16 @@ async def as_owner(db: AuditDb, tamper: Tamper) -> None:
         await conn.close()
 
 
-async def verify(db: AuditDb, export_dir: Path, *, leaves: bool) -> VerificationReport:
+async def verify(
+    db: AuditDb, export_dir: Path, *, leaves: bool, values: bool = True
+) -> VerificationReport:
+    """Verify as an auditor would; `values`: with the KEK, so sealed values are opened too."""
     return await verify_database(
         db.auditor,
         PUBLIC,
         tree_heads=read_tree_heads_file(export_dir / "tree-heads.jsonl"),
         leaf_hashes=read_leaf_hashes_file(export_dir / "leaf-hashes.bin") if leaves else None,
+        kek=db.kek if values else None,
         workers=1,
     )
 
@@ -77,7 +84,7 @@ async def signed(audit_db: AuditDb, tmp_path: Path) -> AuditDb:
     for leaves in (False, True):
         report = await verify(audit_db, tmp_path, leaves=leaves)
         assert report.ok, report.detail
-        assert report.tree_size == 40
+        assert (report.tree_size, report.payloads_checked, report.erased) == (40, 40, 0)
     return audit_db
 
 
@@ -117,12 +124,10 @@ async def change_leaf_field(conn: asyncpg.Connection) -> None:
 
 
 async def change_payload(conn: asyncpg.Connection) -> None:
-    forged = b'{"case_id":"CASE-C","reporting_agency":"nobody","n":23}'
-    await conn.execute(
-        "UPDATE audit_log SET raw_value = $1, payload = $2::jsonb WHERE seq = 23",
-        forged,
-        forged.decode(),
-    )
+    """One bit of the sealed value flipped: without the data key, all a tamperer can do."""
+    sealed = bytearray(await conn.fetchval("SELECT sealed_value FROM audit_log WHERE seq = 23"))
+    sealed[-20] ^= 1
+    await conn.execute("UPDATE audit_log SET sealed_value = $1 WHERE seq = 23", bytes(sealed))
 
 
 async def delete_row(conn: asyncpg.Connection) -> None:
@@ -130,8 +135,9 @@ async def delete_row(conn: asyncpg.Connection) -> None:
 
 
 async def insert_duplicate(conn: asyncpg.Connection) -> None:
-    """A forged record claiming an existing seq (the PK includes recorded_at, so it fits)."""
-    await insert(conn, make_row(30, case="CASE-FORGED", day=-1))
+    """A forged record claiming an existing seq (the PK includes recorded_at, so it fits);
+    without a value, since the tamperer cannot seal one."""
+    await insert(conn, make_row(30, case="CASE-FORGED", day=-1, raw=None))
 
 
 async def swap_rows(conn: asyncpg.Connection) -> None:
@@ -140,8 +146,9 @@ async def swap_rows(conn: asyncpg.Connection) -> None:
         UPDATE audit_log a SET
             event_id = b.event_id, event_source = b.event_source, event_type = b.event_type,
             subject = b.subject, agency = b.agency, kafka_partition = b.kafka_partition,
-            kafka_offset = b.kafka_offset, attributes = b.attributes, payload = b.payload,
-            raw_value = b.raw_value, payload_digest = b.payload_digest, leaf_hash = b.leaf_hash
+            kafka_offset = b.kafka_offset, attributes = b.attributes,
+            sealed_value = b.sealed_value, data_key_id = b.data_key_id,
+            payload_digest = b.payload_digest, leaf_hash = b.leaf_hash
         FROM audit_log b
         WHERE (a.seq, b.seq) IN ((5, 9), (9, 5))""")
 
@@ -155,7 +162,7 @@ async def truncate_tail(conn: asyncpg.Connection) -> None:
     ("tamper", "problem", "seq"),
     [
         (change_leaf_field, ROOT_MISMATCH, 17),
-        (change_payload, PAYLOAD_MISMATCH, 23),
+        (change_payload, SEALED_VALUE_BROKEN, 23),
         (delete_row, GAP, 12),
         (insert_duplicate, None, 30),
         (swap_rows, ROOT_MISMATCH, 5),
@@ -182,17 +189,77 @@ async def test_tampering_is_detected_and_the_seq_named(
     assert report.intact_prefix <= seq
 
 
-async def test_changed_json_copy_is_detected_when_asked(signed: AuditDb, tmp_path: Path) -> None:
-    async def change_copy(conn: asyncpg.Connection) -> None:
+# --- sealed values: bound to their row, opened only with the data key ----------------------
+
+
+def swap_values(a: int, b: int) -> Tamper:
+    async def tamper(conn: asyncpg.Connection) -> None:
         await conn.execute(
-            "UPDATE audit_log SET payload = payload || '{\"n\": 0}'::jsonb WHERE seq = 8"
+            """UPDATE audit_log x SET sealed_value = y.sealed_value, data_key_id = y.data_key_id
+            FROM audit_log y WHERE (x.seq, y.seq) IN (($1, $2), ($2, $1))""",
+            a,
+            b,
         )
 
-    await as_owner(signed, change_copy)
-    assert (await verify(signed, tmp_path, leaves=False)).ok  # the leaves and raw bytes hold
-    report = await verify_database(signed.auditor, PUBLIC, check_json_copy=True, workers=1)
-    assert not report.ok
-    assert (report.problem, report.first_divergent_seq) == (JSON_COPY_MISMATCH, 8)
+    return tamper
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [(3, 6), (7, 8)],
+    ids=["same-person", "different-people"],
+)
+async def test_a_sealed_value_swapped_between_rows_is_named(
+    signed: AuditDb, tmp_path: Path, a: int, b: int
+) -> None:
+    """Rows 3 and 6 are the same case (one data key): only the row binding catches that swap.
+    The leaves are untouched, so it is the value check alone that sees it."""
+    await as_owner(signed, swap_values(a, b))
+    report = await verify(signed, tmp_path, leaves=True)
+    assert (report.ok, report.problem, report.first_divergent_seq) == (
+        False,
+        SEALED_VALUE_BROKEN,
+        a,
+    ), report.detail
+    assert f"seq {a}: sealed value does not open" in report.detail
+    # Without the KEK the leaves and heads still verify: the swap is invisible to them.
+    assert (await verify(signed, tmp_path, leaves=True, values=False)).ok
+
+
+async def test_a_value_resealed_under_the_right_key_is_a_payload_mismatch(
+    signed: AuditDb, tmp_path: Path
+) -> None:
+    """Someone holding the data key (hence the KEK) seals other content for the right row:
+    it opens, and no longer hashes to the digest its signed leaf holds."""
+    conn = await asyncpg.connect(asyncpg_dsn(signed.auditor))
+    try:
+        key_id = await conn.fetchval("SELECT data_key_id FROM audit_log WHERE seq = 14")
+        data_key = (await signed.vault().keys_by_id(conn, [key_id]))[key_id]
+    finally:
+        await conn.close()
+    assert data_key is not None
+    forged = seal_value(data_key, b'{"case_id":"CASE-C","n":"forged"}', 14)
+
+    async def reseal(conn: asyncpg.Connection) -> None:
+        await conn.execute("UPDATE audit_log SET sealed_value = $1 WHERE seq = 14", forged)
+
+    await as_owner(signed, reseal)
+    report = await verify(signed, tmp_path, leaves=False)
+    assert (report.problem, report.first_divergent_seq) == (PAYLOAD_MISMATCH, 14), report.detail
+
+
+async def test_a_value_dropped_or_pointed_at_no_key_is_named(
+    signed: AuditDb, tmp_path: Path
+) -> None:
+    async def drop_and_misdirect(conn: asyncpg.Connection) -> None:
+        await conn.execute("ALTER TABLE audit_log DROP CONSTRAINT audit_log_sealed_with_a_key")
+        await conn.execute("UPDATE audit_log SET sealed_value = NULL WHERE seq = 33")
+        await conn.execute("UPDATE audit_log SET data_key_id = 999999 WHERE seq = 21")
+
+    await as_owner(signed, drop_and_misdirect)
+    report = await verify(signed, tmp_path, leaves=False)
+    assert (report.problem, report.first_divergent_seq) == (SEALED_VALUE_BROKEN, 21), report.detail
+    assert "seq 21" in report.detail
 
 
 # --- a careful tamperer also rewrites the stored leaf hashes ---------------------------------
@@ -208,7 +275,7 @@ async def rewrite_consistently(conn: asyncpg.Connection) -> None:
 async def insert_and_renumber(conn: asyncpg.Connection) -> None:
     """Insert a forged record at seq 15, renumber the rest and rehash every moved record."""
     await conn.execute("UPDATE audit_log SET seq = seq + 1 WHERE seq >= 15")
-    await insert(conn, make_row(15, case="CASE-FORGED"))
+    await insert(conn, make_row(15, case="CASE-FORGED", raw=None))
     for row in await conn.fetch("SELECT * FROM audit_log WHERE seq > 15"):
         await conn.execute(
             "UPDATE audit_log SET leaf_hash = $1 WHERE seq = $2 AND event_id = $3",
@@ -229,7 +296,7 @@ async def test_consistent_rewrites_are_pinned_by_the_exported_leaves(
 ) -> None:
     await as_owner(signed, tamper)
     # Signed heads alone: detected, and narrowed down to one signing interval.
-    report = await verify(signed, tmp_path, leaves=False)
+    report = await verify(signed, tmp_path, leaves=False, values=False)
     assert not report.ok
     assert (report.intact_prefix, report.divergent_before) == between, report.detail
     # With the signer's exported leaf hashes: the exact record.

@@ -55,7 +55,6 @@ def row(seq: int, *, raw: bytes | None = None, subject: str | None = "CASE-1") -
         leaf_hash=b"",
         with_payload=True,
         raw_value=raw,
-        payload_is_json=True,
     )
 
 
@@ -95,9 +94,17 @@ def test_payload_records_hold_the_exact_bytes_and_the_document() -> None:
     assert base64.b64decode(data["raw_value"]) == raw
     assert data["payload"] == {"b": 1, "a": [1.0, "é"]}
     assert hashlib.sha256(raw).hexdigest() == data["payload_digest"]
-    not_json = dataclasses.replace(row(3, raw=b"\xff\x00"), payload_is_json=False).to_dict()
+    assert data["erased"] is False
+    not_json = row(3, raw=b"\xff\x00").to_dict()
     assert not_json["payload"] is None
     assert base64.b64decode(not_json["raw_value"]) == b"\xff\x00"
+
+
+def test_an_erased_record_keeps_its_metadata_and_shows_no_payload() -> None:
+    erased = dataclasses.replace(row(4), raw_value=None, erased=True).to_dict()
+    assert (erased["erased"], erased["payload"], erased["raw_value"]) == (True, None, None)
+    assert erased["payload_digest"] == row(4).to_dict()["payload_digest"]
+    assert entry_from_record(erased) == row(4).entry()
 
 
 @settings(max_examples=200)
@@ -226,6 +233,29 @@ def test_an_intact_export_verifies_and_tampering_is_named(tmp_path: Path) -> Non
     export.write_bytes(b"".join(r.to_json() + b"\n" for r in rows[:8]) + b"[1, 2]\n")
     report = verify_export(export, PUBLIC, heads)
     assert (report.problem, report.first_divergent_seq) == (UNREADABLE_EXPORT, 8)
+
+
+def test_an_export_counts_erased_records_and_still_checks_every_payload_it_carries(
+    tmp_path: Path,
+) -> None:
+    rows, tree = log(12)
+    heads = [head(tree, 12)]
+    export = tmp_path / "log.jsonl"
+    erased = [dataclasses.replace(r, raw_value=None, erased=True) for r in rows[3:5]]
+    write_export(export, [*rows[:3], *erased, *rows[5:]])
+    report = verify_export(export, PUBLIC, heads)
+    assert (report.ok, report.erased, report.payloads_checked) == (True, 2, 10), report.detail
+    assert "2 erased" in report.detail
+    # Marked erased but carrying a payload: the payload is checked all the same.
+    forged = dataclasses.replace(rows[6], raw_value=b"{}", erased=True)
+    write_export(export, [*rows[:6], forged, *rows[7:]])
+    report = verify_export(export, PUBLIC, heads)
+    assert (report.problem, report.first_divergent_seq) == (PAYLOAD_MISMATCH, 6)
+    # Without payloads nothing is counted as checked.
+    write_export(export, [dataclasses.replace(r, with_payload=False) for r in rows])
+    report = verify_export(export, PUBLIC, heads)
+    assert (report.ok, report.payloads_checked, report.erased) == (True, 0, 0)
+    assert "12 sealed values not checked (the export has no payloads)" in report.detail
 
 
 def test_tree_head_evidence_is_judged_before_the_log(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from schemas.cases import (
     CaseKind,
     CaseOpened,
     ConsentRecorded,
+    DuplicateLinkRemoved,
     DuplicateReviewed,
     FitnessToTravelAssessed,
     FlagPossibleDuplicate,
@@ -33,6 +34,7 @@ from schemas.cases import (
     HandoverRevoked,
     MonitoringVisitRecorded,
     PermittedPurposeRecorded,
+    PersonalDataErased,
     ReferralAcknowledged,
     ReintegrationMeasure,
     ReintegrationPlanned,
@@ -109,7 +111,10 @@ FIELDS: dict[type[CaseAction], dict[str, Any]] = {
     DuplicateReviewed: {"other_case_id": "ref-9", "same_person": False},
     SitrepReceived: {"sitrep": sar_alert(sitrep_number=2)},
     FlagPossibleDuplicate: {"other_case_id": "ref-9"},
+    PersonalDataErased: {"request_id": "req-1", "reason": "subject_request"},
+    DuplicateLinkRemoved: {"other_case_id": "ref-9"},
 }
+SYSTEM_ACTIONS = (FlagPossibleDuplicate, PersonalDataErased, DuplicateLinkRemoved)
 OPENED = {
     CaseKind.referral: Run(referral("c-1"), routed_to=["sw-th"]).case,
     CaseKind.returns: Run(return_request("c-1")).case,
@@ -118,7 +123,7 @@ OPENED = {
 
 
 def action_for(cls: type[CaseAction], case: Case, **extra: Any) -> CaseAction:
-    actor = SYSTEM_AGENCY if cls is FlagPossibleDuplicate else case.owner
+    actor = SYSTEM_AGENCY if cls in SYSTEM_ACTIONS else case.owner
     return act(cls, case, actor, **(FIELDS[cls] | extra))
 
 

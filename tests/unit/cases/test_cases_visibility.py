@@ -5,14 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-import yaml
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import ValidationError
 
 from schemas.cases import (
     AssistancePlanned,
-    CaseKind,
     CaseUpdate,
     ConsentRecorded,
     HandoverDeclined,
@@ -27,15 +24,15 @@ from schemas.cases import (
 from schemas.referral import IndicatorHit
 from schemas.vocab import AgencyKind
 from services.cases.domain import (
-    POLICY_PATH,
     Case,
     case_updates,
     decide,
-    parse_policy,
     view_for,
 )
 from services.cases.domain.model import PermittedPurpose
-from services.cases.domain.visibility import Role, withheld_fields
+from services.cases.domain.visibility import Role
+from services.privacy.disclosure import Recipient, Situation, withheld_fields
+from services.privacy.policy import CASE_UPDATE
 from tests.unit.cases.case_builders import AGENCIES, CTX, T0, Run, referral, sar_alert
 
 HIT = IndicatorHit(
@@ -187,7 +184,7 @@ def test_no_withheld_field_ever_carries_a_value(
     for name in update.withheld:
         assert getattr(update, name) == defaults[name], name
     kind = AGENCIES[agency].kind
-    restricted = kind in CTX.policy.visibility.restricted_kinds
+    restricted = kind in CTX.data_sharing.restricted_kinds
     if restricted and not purpose:
         assert leaked(update, "victim_status") == leaked(update, "personal") == []
         assert leaked(update, "lifecycle") == []
@@ -203,29 +200,18 @@ def decide_purpose(case: Case, agency: str) -> Case:
 
 
 def test_unknown_agencies_are_treated_as_restricted() -> None:
-    withheld = withheld_fields(
-        CaseKind.referral,
-        None,
-        role="assigned",
-        sharing_permitted=True,
-        purpose_recorded=False,
-        policy=CTX.policy.visibility,
+    situation = Situation(
+        is_referral=True, role="assigned", case_country="TH", consent_to_share=True
+    )
+    unknown = withheld_fields(
+        CTX.data_sharing, CASE_UPDATE, Recipient("nobody", None, "TH"), situation
     )
     social = withheld_fields(
-        CaseKind.referral,
-        AgencyKind.social_welfare,
-        role="assigned",
-        sharing_permitted=True,
-        purpose_recorded=False,
-        policy=CTX.policy.visibility,
+        CTX.data_sharing,
+        CASE_UPDATE,
+        Recipient("sw-th", AgencyKind.social_welfare, "TH"),
+        situation,
     )
-    assert "trafficking_status" in withheld
-    assert "person" in withheld
+    assert "trafficking_status" in unknown
+    assert "person" in unknown
     assert social == frozenset()
-
-
-def test_policy_must_classify_every_case_update_field() -> None:
-    raw = yaml.safe_load(POLICY_PATH.read_text())
-    raw["visibility"]["personal_fields"].remove("person")
-    with pytest.raises(ValidationError, match="unclassified"):
-        parse_policy(yaml.safe_dump(raw))

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from schemas import generate
+from schemas.privacy import REQUEST_TYPES
 from schemas.registry import EVENT_TYPES
 
 REPO = Path(__file__).parents[3]
@@ -21,7 +22,8 @@ def test_checked_in_schemas_are_current() -> None:
 
 def test_one_schema_per_event_type_plus_envelope() -> None:
     names = {p.name for p in generate.expected_files()}
-    assert names == {f"{t}.json" for t in EVENT_TYPES} | {"envelope.json"}
+    published = {*EVENT_TYPES, *REQUEST_TYPES}  # agencies' events, the officer's requests
+    assert names == {f"{t}.json" for t in published} | {"envelope.json"}
 
 
 def test_output_is_canonical() -> None:

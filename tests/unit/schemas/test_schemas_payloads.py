@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from schemas.common import PERSONAL_FIELDS, VICTIM_STATUS_FIELDS, PersonRef
 from schemas.errors import MAX_DETAILS, EventRejected, RejectionCode
 from schemas.referral import REFERRAL_SUBMITTED, VictimReferralSubmitted
 from schemas.registry import EVENT_TYPES, case_id_of, validate_payload
@@ -259,17 +258,6 @@ def resolve(model: type[BaseModel], path: str) -> bool:
         and issubclass(annotation, BaseModel)
         and resolve(annotation, rest)
     )
-
-
-def test_personal_fields_cover_person_ref_and_resolve() -> None:
-    assert {f"person.{name}" for name in PersonRef.model_fields} == PERSONAL_FIELDS
-    for model in (VictimReferralSubmitted, ReturnRequested):
-        assert all(resolve(model, path) for path in PERSONAL_FIELDS)
-
-
-def test_victim_status_fields_exist() -> None:
-    for path in VICTIM_STATUS_FIELDS:
-        assert any(resolve(model, path) for model in EVENT_TYPES.values()), path
 
 
 def test_birth_date_bounds_use_today() -> None:

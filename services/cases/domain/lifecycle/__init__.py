@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from services.cases.domain.lifecycle import handshake, protection, referral, returns, sar
+from services.cases.domain.lifecycle import (
+    erasure,
+    handshake,
+    protection,
+    referral,
+    returns,
+    sar,
+)
 from services.cases.domain.transition import Transition, Transitions
 
 __all__ = ["TRANSITIONS"]
@@ -24,4 +31,5 @@ TRANSITIONS: Transitions = _merge(
     returns.TRANSITIONS,
     sar.TRANSITIONS,
     protection.TRANSITIONS,
+    erasure.TRANSITIONS,
 )

@@ -116,7 +116,7 @@ def _override(case: Case, action: SharingOverrideRecorded, at: dt.datetime) -> C
 def _purpose_guard(
     case: Case, action: PermittedPurposeRecorded, ctx: CaseContext, now: dt.datetime
 ) -> Refusal | None:
-    restricted = ctx.policy.visibility.restricted_kinds
+    restricted = ctx.data_sharing.restricted_kinds
     actor = ctx.agencies.get(action.reporting_agency)
     if actor is None or actor.kind in restricted:
         return refuse(
@@ -126,7 +126,7 @@ def _purpose_guard(
     target = ctx.agencies.get(action.for_agency)
     if target is None or target.kind not in restricted:
         return guard_failed("purposes are recorded only for immigration or enforcement agencies")
-    if target.kind not in ctx.policy.sharing.permitted_purposes.get(action.purpose, frozenset()):
+    if not ctx.data_sharing.purpose_permitted(action.purpose, target.kind):
         return guard_failed(f"{action.purpose} is not a permitted purpose for a {target.kind}")
     return None
 
