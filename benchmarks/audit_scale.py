@@ -10,7 +10,7 @@ with a throwaway key, then measures what the issue's targets are about:
   tree, checked locally (the in-memory tree's one-off load is reported separately);
 * full verification: every record read from PostgreSQL in seq order, leaves recomputed,
   sealed values opened with the deployment's key-encryption key and checked against their
-  digests, root compared with the signed head (`logcheck.verify_database`).
+  digests, root compared with the signed head (`verify_stored.verify_database`).
 
 Values are sealed as the audit service seals them (services/audit/sealed.py): one data key per
 case, created through the person vault as the writer's role, bound to each record's seq.
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import hashlib
 import random
 import statistics
@@ -45,8 +46,7 @@ import asyncpg
 import orjson
 from sqlalchemy.engine import make_url
 
-from services.audit.canonical import AuditEntry, entry_leaf_hash
-from services.audit.logcheck import verify_database
+from services.audit.canonical import AuditEntry, canonical_attributes, entry_leaf_hash
 from services.audit.merkle import MerkleTree, verify_inclusion
 from services.audit.queries import (
     EventFilter,
@@ -54,10 +54,12 @@ from services.audit.queries import (
     find_events,
     get_event,
     inclusion_proof,
+    screened_tree_heads,
 )
 from services.audit.sealed import seal_value
 from services.audit.store import COLUMNS
 from services.audit.tree_head import generate_keypair, sign_tree_head, verify_tree_head
+from services.audit.verify_stored import verify_database
 from services.privacy.keys import load_kek
 from services.privacy.vault import DataKey, PersonVault, case_subject
 from services.runtime.credentials import (
@@ -170,15 +172,14 @@ class Generator:
             raw = b"\xff\xfenot json " + raw[:40]
         data_key = self.keys[case_subject(case_id)]
         digest = hashlib.sha256(raw).digest()
-        attributes = orjson.dumps(
-            {
-                "ce_id": event_id,
-                "ce_source": source,
-                "ce_type": event_type,
-                "ce_subject": case_id,
-                "content-type": "application/json",
-            }
-        ).decode()
+        headers = {
+            "ce_id": event_id,
+            "ce_source": source,
+            "ce_type": event_type,
+            "ce_subject": case_id,
+            "content-type": "application/json",
+        }
+        attributes = orjson.dumps(headers).decode()
         entry = AuditEntry(
             seq=seq,
             event_id=event_id,
@@ -192,6 +193,9 @@ class Generator:
             outcome=outcome,
             reason_code=reason,
             payload_digest=digest,
+            agency=agency,
+            attributes=canonical_attributes(headers),
+            leaf_version=2,
         )
         leaf = entry_leaf_hash(entry)
         return (
@@ -212,6 +216,8 @@ class Generator:
             data_key.key_id,
             digest,
             leaf,
+            None,  # original_bytes: every text above is exact
+            2,  # leaf_version: the format new records are logged in
         ), leaf
 
 
@@ -347,11 +353,17 @@ async def run(args: argparse.Namespace) -> int:
             await cache.tree(pool, args.events)
             warm_s = time.perf_counter() - t
             proof_ms: list[float] = []
+            # As the API does it: every request screens the table's heads (signatures
+            # remembered), so a head no key signed never backs a proof.
+            signed = functools.lru_cache(maxsize=1 << 16)(
+                functools.partial(verify_tree_head, public)
+            )
             for _ in range(args.proofs):
                 seq = rng.randrange(args.events)
                 t = time.perf_counter()
                 row = await get_event(pool, seq)
-                proof = await inclusion_proof(pool, cache, seq)
+                heads = await screened_tree_heads(pool, public, signed=signed)
+                proof = await inclusion_proof(pool, cache, seq, heads=heads)
                 assert row is not None
                 assert proof.tree_head is not None
                 ok = verify_tree_head(public, proof.tree_head) and verify_inclusion(

@@ -17,8 +17,9 @@ them is what to compare across machines and runs (absolute figures drift on shar
     round trip, N valid events are published at full speed by the agencies themselves: one
     idempotent producer per agency, with that agency's credentials, to its own inbound topic
     (`casebridge.in.<agency>`, `ce_source` and `reporting_agency` naming it). The benchmark
-    waits until the audit log holds every row they must produce: 1 `received`, 1 `routed` and
-    one `delivered` row per inbox the routing policy chooses (computed with the policy itself).
+    waits until the audit log holds every row they must produce: 1 `received`, 1 `validated`,
+    1 `routed` and one `delivered` row per inbox the routing policy chooses (computed with the
+    policy itself).
     Events/s = N / (first publish -> the last of those rows' `recorded_at`). The latency of an
     event is from its publish (just before `send`) to the `recorded_at` of the last of its
     audit rows (the routing-decision row's latency is printed too).
@@ -46,6 +47,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import importlib.util
 import logging
 import math
@@ -78,8 +80,11 @@ from schemas.topics import PER_AGENCY_PARTITIONS, TopicSpec, agency_of_inbound, 
 from services.access.broker import _binding, admin_client, deployment_plan, sync
 from services.access.plan import AccessPlan, Grant, Operation, Resource
 from services.bootstrap import load_routing_policy
+from services.intake.registry import Registry
 from services.intake.screening import screen
-from services.routing.facts import facts_of
+from services.privacy.policy import DataSharingPolicy
+from services.privacy.policy import load_policy as load_data_sharing_policy
+from services.routing.facts import opening_of
 from services.routing.policy import RoutingPolicy, route
 from services.runtime.credentials import (
     AUDITOR_ROLE,
@@ -144,8 +149,8 @@ class BenchEvent:
 
     @property
     def audit_rows(self) -> int:
-        """1 received + 1 routed + 1 delivered per inbox."""
-        return 2 + self.deliveries
+        """1 received + 1 validated + 1 routed + 1 delivered per inbox."""
+        return 3 + self.deliveries
 
 
 _NATIONALITIES = ("MM", "KH", "LA", "VN", "BD", "PH")
@@ -298,9 +303,15 @@ def planned_deliveries(policy: RoutingPolicy, event: BenchEvent) -> int:
     agency = agency_of_inbound(event.topic)
     if agency != event.agency:
         raise ValueError(f"{event.topic} is not the inbound topic of {event.agency}")
-    screen(record, agency)
-    facts, _ = facts_of(record)
-    return len(route(policy, facts).deliveries)
+    sharing = _data_sharing_policy()
+    screen(record, agency, Registry(policy, sharing))
+    opening = opening_of(record)
+    return len(route(policy, opening.facts, sharing.sharing_agreements).deliveries)
+
+
+@functools.cache
+def _data_sharing_policy() -> DataSharingPolicy:
+    return load_data_sharing_policy()
 
 
 def make_events(count: int, *, run: str, policy: RoutingPolicy, seed: int) -> list[BenchEvent]:
@@ -889,8 +900,8 @@ def measure(
     index = {e.event_id: i for i, e in enumerate(events)}
     last = [0.0] * len(events)
     routed = [0.0] * len(events)
-    counts = [[0, 0, 0] for _ in events]  # received, routed, delivered
-    column = {"received": 0, "routed": 1, "delivered": 2}
+    counts = [[0, 0, 0, 0] for _ in events]  # received, validated, routed, delivered
+    column = {"received": 0, "validated": 1, "routed": 2, "delivered": 3}
     unexpected = 0
     for row in rows:
         outcome = row["outcome"]
@@ -904,7 +915,7 @@ def measure(
         if outcome == "routed":
             routed[i] = at
     problems: list[str] = []
-    wrong = [i for i, e in enumerate(events) if counts[i] != [1, 1, e.deliveries]]
+    wrong = [i for i, e in enumerate(events) if counts[i] != list(_want(e))]
     if wrong:
         missing = sum(
             1 for i in wrong if any(c < w for c, w in zip(counts[i], _want(events[i]), strict=True))
@@ -922,8 +933,8 @@ def measure(
     return latency_last, latency_routed, end, problems
 
 
-def _want(event: BenchEvent) -> tuple[int, int, int]:
-    return (1, 1, event.deliveries)
+def _want(event: BenchEvent) -> tuple[int, int, int, int]:
+    return (1, 1, 1, event.deliveries)
 
 
 async def pipeline(

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole local CaseBridge stack: Apache Kafka (KRaft, single node) + PostgreSQL.
+# The whole local CaseBridge stack: Apache Kafka (KRaft; one node, or three with KAFKA_BROKERS=3)
+# + PostgreSQL.
 #
 # Usage: infra/stack.sh up|down|status|env
 #   up      fetch/format/start Kafka, install/init/start/bootstrap PostgreSQL, wait for both.
@@ -11,6 +12,11 @@
 # Environment: KAFKA_PORT (19092), KAFKA_CONTROLLER_PORT (19093), PG_PORT (15432),
 # CASEBRIDGE_RUN_DIR (<repo>/.run). A second isolated stack just needs other values:
 #   CASEBRIDGE_RUN_DIR=/tmp/cbtest KAFKA_PORT=29092 KAFKA_CONTROLLER_PORT=29093 PG_PORT=25432 infra/stack.sh up
+# Three Kafka nodes as one KRaft cluster (replication factor 3, min.insync.replicas 2); ports per
+# node from KAFKA_PORTS / KAFKA_CONTROLLER_PORTS (default KAFKA_PORT+0,+2,+4 and likewise):
+#   CASEBRIDGE_RUN_DIR=/tmp/cb3 KAFKA_BROKERS=3 KAFKA_PORT=29092 KAFKA_CONTROLLER_PORT=29093 PG_PORT=25432 infra/stack.sh up
+# down, status and env of a cluster's run dir need no KAFKA_BROKERS: it is recorded there.
+# See infra/kafka/kafka.sh for all Kafka settings.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -59,7 +65,7 @@ cmd_up() {
     local t0
     t0="${EPOCHREALTIME/./}"
     lock_run_dir
-    log "up: run dir ${CASEBRIDGE_RUN_DIR}, kafka 127.0.0.1:${KAFKA_PORT} (controller ${KAFKA_CONTROLLER_PORT}), postgres 127.0.0.1:${PG_PORT}"
+    log "up: run dir ${CASEBRIDGE_RUN_DIR}, kafka $(kafka describe), postgres 127.0.0.1:${PG_PORT}"
     # Kafka boots in the background while PostgreSQL is brought up.
     kafka fetch
     kafka format

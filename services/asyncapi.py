@@ -72,7 +72,7 @@ from schemas.topics import (
     ROUTING_DECISIONS,
     UPDATES_PREFIX,
 )
-from services.audit.handlers import Auditor
+from services.audit.handlers import AuditRecorder
 from services.audit.handlers import build_router as audit_router
 from services.audit.store import AuditLog
 from services.bootstrap import SERVICES, load_routing_policy
@@ -484,7 +484,7 @@ def documentation_broker(settings: Settings, policy: RoutingPolicy) -> KafkaBrok
         ),
         "router": lambda: router_router(Router(publisher, policy, sharing), settings),
         "audit": lambda: audit_router(
-            Auditor(
+            AuditRecorder(
                 # Documentation only: nothing is appended, so a throwaway key will do.
                 AuditLog(
                     db,

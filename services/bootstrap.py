@@ -10,6 +10,7 @@ database allow it is the same wherever it runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,10 +20,10 @@ from faststream.kafka import KafkaBroker, KafkaRouter
 
 from schemas.registry import EVENT_TYPES
 from schemas.topics import CASE_EVENTS, DEADLETTER, ERASURES, EVENTS_VALID, ROUTING_DECISIONS
-from services.audit.checkpoints import run_signer
 from services.audit.config import AuditSettings
-from services.audit.handlers import Auditor
+from services.audit.handlers import AuditRecorder
 from services.audit.handlers import build_router as audit_router
+from services.audit.signer import SignerHealth, run_signer, watch_signer
 from services.audit.store import AuditLog
 from services.cases.coordinator import CaseCoordinator, directory_of
 from services.cases.domain import CaseContext, Clock, SystemClock
@@ -86,6 +87,8 @@ class Wiring:
     policy: RoutingPolicy
     coordinator: CaseCoordinator | None = None
     audit_log: AuditLog | None = None
+    signer_health: SignerHealth = field(default_factory=SignerHealth)
+    """The audit service's signer, as a health check reports it (`healthy`, `problem`)."""
 
     @property
     def brokers(self) -> list[KafkaBroker]:
@@ -140,7 +143,8 @@ def wire(settings: Settings, services: Iterable[str], *, clock: Clock | None = N
         audit_log = AuditLog(
             s.db, person_vault(settings), consumer=f"{settings.group_prefix}.audit"
         )
-        include(s, audit_router(Auditor(audit_log, topic_prefix=settings.topic_prefix), settings))
+        recorder = AuditRecorder(audit_log, topic_prefix=settings.topic_prefix)
+        include(s, audit_router(recorder, settings))
     coordinator = None
     if "cases" in wanted:
         s = connect("cases", database=True)
@@ -191,6 +195,14 @@ def build(
     With "audit" and a signing key configured (CASEBRIDGE_AUDIT_SIGNING_KEY[_FILE]), the audit
     service also runs the tree-head signer (as the signer's own principal and role); without
     one it only appends (and says so).
+
+    If the signer refuses to sign or its task ends unasked, that is logged at error level at
+    once, `Wiring.signer_health` turns unhealthy, and the audit service stops consuming: its
+    uncommitted records wait in Kafka, which nobody can rewrite, instead of piling up in
+    PostgreSQL with no head signed outside it, where the owner could still rewrite them
+    unnoticed. The process keeps running (other services in it are unaffected) so that the
+    health state can be read; nothing is lost while the topics' retention lasts, and a
+    restarted service appends them once the signer signs again.
     """
     settings = settings or get_settings()
     w = wire(settings, services or SERVICES, clock=clock)
@@ -221,9 +233,16 @@ def build(
             every = settings.deadline_tick_s
             clocks.append(asyncio.create_task(run_deadline_clock(w.coordinator, every_s=every)))
         if sign:
-            signers.append(asyncio.create_task(run_signer(settings, audit, signer_stop)))
+            task = asyncio.create_task(run_signer(settings, audit, signer_stop))
+            signers.append(task)
+            watch_signer(task, w.signer_health, stopping=signer_stop, on_failure=_stop_auditing)
         elif "audit" in w.services:
             w.logger.warning("no audit signing key configured: tree heads are not signed")
+
+    async def _stop_auditing() -> None:
+        """The signer is gone: stop appending what no head will cover (see above)."""
+        await w.services["audit"].broker.stop()
+        w.logger.error("audit consumer stopped: no signer covers new records")
 
     @app.on_shutdown
     async def _stop_clock() -> None:
@@ -231,7 +250,9 @@ def build(
             await stop(task)
         signer_stop.set()  # the signer signs what is left, then returns
         for task in signers:
-            await asyncio.wait_for(task, timeout=60)
+            if not task.done():  # a signer that ended early was reported when it did
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(task, timeout=60)
 
     @app.after_shutdown
     async def _stop() -> None:

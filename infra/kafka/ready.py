@@ -2,10 +2,11 @@
 
 Connects like any client must: SASL_SSL with SCRAM-SHA-512, as the super user whose settings
 (librdkafka format: sasl.username, sasl.password, ssl.ca.location) are in --client-config.
-Polls until the broker answers a DescribeCluster request with at least one broker and finds a
-group coordinator (consumer groups work), or until the timeout expires.
+Polls until every address in --bootstrap accepts that login, the cluster answers a
+DescribeCluster request with at least --brokers brokers, and a group coordinator is found
+(consumer groups work), or until the timeout expires.
 
-Exit codes: 0 ready, 1 timeout, 2 the broker process (--pid) died, 3 aiokafka missing,
+Exit codes: 0 ready, 1 timeout, 2 a broker process (--pid, repeatable) died, 3 aiokafka missing,
 4 the broker kept refusing the credentials (authentication failed for --auth-grace seconds),
 5 the client settings file is unusable.
 """
@@ -62,9 +63,7 @@ def _load_client_config(path: Path) -> ClientConfig:
     )
 
 
-def _process_alive(pid: int | None) -> bool:
-    if pid is None:
-        return True
+def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -94,9 +93,12 @@ class ProbeResult:
     auth_failed: bool = False
 
 
-async def _probe(bootstrap: str, config: ClientConfig, request_timeout_s: float) -> ProbeResult:
-    """One attempt: the cluster's description, or why it does not answer yet."""
-    from aiokafka.admin import AIOKafkaAdminClient
+async def _login(
+    address: str, kwargs: dict[str, Any], request_timeout_s: float
+) -> ProbeResult | None:
+    """A bare connection to one broker: None when it accepts the login, else why not. The admin
+    client's bootstrap turns every failure into "Unable to bootstrap", while this one says
+    whether TLS or the login failed."""
     from aiokafka.conn import create_conn
     from aiokafka.errors import (
         AuthenticationFailedError,
@@ -104,10 +106,7 @@ async def _probe(bootstrap: str, config: ClientConfig, request_timeout_s: float)
         UnsupportedSaslMechanismError,
     )
 
-    kwargs = _connection_kwargs(config)
-    host, _, port = bootstrap.rpartition(":")
-    # A bare connection first: the admin client's bootstrap turns every failure into
-    # "Unable to bootstrap", while this one says whether TLS or the login failed.
+    host, _, port = address.rpartition(":")
     try:
         conn = await asyncio.wait_for(
             create_conn(
@@ -120,16 +119,30 @@ async def _probe(bootstrap: str, config: ClientConfig, request_timeout_s: float)
             timeout=request_timeout_s,
         )
     except (SaslAuthenticationFailed, AuthenticationFailedError) as exc:
-        return ProbeResult(error=f"authentication failed: {exc}", auth_failed=True)
+        return ProbeResult(error=f"{address}: authentication failed: {exc}", auth_failed=True)
     except UnsupportedSaslMechanismError as exc:
-        return ProbeResult(error=str(exc), auth_failed=True)
+        return ProbeResult(error=f"{address}: {exc}", auth_failed=True)
     except ssl.SSLCertVerificationError as exc:
-        return ProbeResult(error=f"TLS: the broker certificate does not verify: {exc}")
+        return ProbeResult(error=f"{address}: TLS: the broker certificate does not verify: {exc}")
     except OSError as exc:  # refused, reset, timed out (TimeoutError is an OSError)
-        return ProbeResult(error=f"{type(exc).__name__}: {exc}")
+        return ProbeResult(error=f"{address}: {type(exc).__name__}: {exc}")
     except Exception as exc:  # a booting broker can fail in many ways: retry
-        return ProbeResult(error=f"{type(exc).__name__}: {exc}")
+        return ProbeResult(error=f"{address}: {type(exc).__name__}: {exc}")
     conn.close()
+    return None
+
+
+async def _probe(
+    bootstrap: str, config: ClientConfig, request_timeout_s: float, min_brokers: int = 1
+) -> ProbeResult:
+    """One attempt: the cluster's description, or why it does not answer yet."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    kwargs = _connection_kwargs(config)
+    for address in bootstrap.split(","):
+        failed = await _login(address.strip(), kwargs, request_timeout_s)
+        if failed is not None:
+            return failed
 
     admin = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap,
@@ -140,6 +153,11 @@ async def _probe(bootstrap: str, config: ClientConfig, request_timeout_s: float)
     try:
         await asyncio.wait_for(admin.start(), timeout=request_timeout_s)
         cluster = await asyncio.wait_for(admin.describe_cluster(), timeout=request_timeout_s)
+        brokers = cluster.get("brokers") or []
+        if len(brokers) < min_brokers:
+            return ProbeResult(
+                error=f"the cluster lists {len(brokers)} of {min_brokers} broker(s) yet"
+            )
         # Ready means consumer groups work too: the first FindCoordinator creates the offsets
         # topic, and until it exists every consumer logs GroupCoordinatorNotAvailable errors.
         await asyncio.wait_for(
@@ -150,9 +168,6 @@ async def _probe(bootstrap: str, config: ClientConfig, request_timeout_s: float)
     finally:
         with contextlib.suppress(Exception):  # a probe that cannot close cleanly still answered
             await asyncio.wait_for(admin.close(), timeout=request_timeout_s)
-    brokers = cluster.get("brokers") or []
-    if not brokers:
-        return ProbeResult(error="the cluster lists no broker yet")
     return ProbeResult(
         description=(
             f"cluster_id={cluster.get('cluster_id')} brokers={len(brokers)}"
@@ -166,8 +181,9 @@ async def _main(args: argparse.Namespace, config: ClientConfig) -> int:
     auth_failing_since: float | None = None
     last_error = "no attempt yet"
     while True:
-        if not _process_alive(args.pid):
-            print(f"kafka ready: broker process {args.pid} exited", file=sys.stderr)
+        dead = [pid for pid in args.pid if not _process_alive(pid)]
+        if dead:
+            print(f"kafka ready: broker process {dead[0]} exited", file=sys.stderr)
             return 2
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -177,7 +193,9 @@ async def _main(args: argparse.Namespace, config: ClientConfig) -> int:
                 file=sys.stderr,
             )
             return 1
-        result = await _probe(args.bootstrap, config, min(5.0, max(remaining, 0.5)))
+        result = await _probe(
+            args.bootstrap, config, min(5.0, max(remaining, 0.5)), min_brokers=args.brokers
+        )
         if result.description is not None:
             print(f"kafka ready: {args.bootstrap} {result.description}")
             return 0
@@ -199,7 +217,12 @@ async def _main(args: argparse.Namespace, config: ClientConfig) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--bootstrap", required=True, help="host:port of the broker")
+    parser.add_argument(
+        "--bootstrap", required=True, help="host:port of the broker, or a comma-separated list"
+    )
+    parser.add_argument(
+        "--brokers", type=int, default=1, help="brokers the cluster must list (default 1)"
+    )
     parser.add_argument(
         "--client-config",
         required=True,
@@ -214,7 +237,13 @@ def main() -> int:
         default=10.0,
         help="seconds of refused credentials before giving up (default 10)",
     )
-    parser.add_argument("--pid", type=int, default=None, help="broker pid: fail fast if it dies")
+    parser.add_argument(
+        "--pid",
+        type=int,
+        action="append",
+        default=[],
+        help="a broker pid: fail fast if it dies (repeat for a cluster)",
+    )
     args = parser.parse_args()
     try:
         config = _load_client_config(args.client_config)

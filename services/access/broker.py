@@ -51,6 +51,8 @@ SCRAM_ITERATIONS = 8192
 ANY_NAME = cast(str, None)
 """librdkafka's ACL filters take None for "any"; its type stubs say str."""
 TOPIC_CONFIG = {"max.message.bytes": str(MAX_RECORD_BYTES + 64 * 1024)}
+CLUSTER_DEFAULT = -1
+"""CreateTopics' replication factor for "the broker's `default.replication.factor`" (KIP-464)."""
 
 
 @dataclass(frozen=True)
@@ -89,13 +91,20 @@ def _binding(grant: Grant) -> AclBinding:
 
 
 def create_topics(admin: AdminClient, plan: AccessPlan, *, within_s: float = 30.0) -> list[str]:
-    """Create missing topics and wait until every partition has a leader; return the new ones."""
+    """Create missing topics and wait until every partition has a leader; return the new ones.
+
+    Replicas: the cluster's own `default.replication.factor` (and `min.insync.replicas`), so the
+    same set-up gives 1 replica on the single dev broker and 3 (2 in sync for an acks=all write)
+    on `KAFKA_BROKERS=3`, or whatever a production cluster is configured with. Kafka places
+    replicas on registered brokers, a stopped one included: a topic created while one of three
+    nodes is down still gets 3 replicas (2 in sync).
+    """
     existing = set(admin.list_topics(timeout=30).topics)
     wanted = [
         NewTopic(
             t.name,
             num_partitions=t.partitions,
-            replication_factor=1,
+            replication_factor=CLUSTER_DEFAULT,
             config=TOPIC_CONFIG | _retention(plan, t.name),
         )
         for t in plan.topics

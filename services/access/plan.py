@@ -40,6 +40,8 @@ from services.runtime.credentials import DPO, OPERATOR, service_principal
 SERVICES_WITH_PRINCIPALS = ("intake", "router", "cases", "audit", "signer", "audit-api")
 """Every CaseBridge process that talks to Kafka, each as its own principal."""
 RESERVED_PREFIX = "casebridge"
+KEEP_FOREVER = -1
+"""`retention.ms` of a topic Kafka never deletes from."""
 """Agency ids may not start with this: service principals do."""
 
 
@@ -70,8 +72,8 @@ class AccessPlan:
     principals: tuple[str, ...]
     grants: tuple[Grant, ...]
     retention_ms: Mapping[str, int] = field(default_factory=dict)
-    """Topic -> `retention.ms`, from the data-sharing policy (topics not named keep the
-    broker's default)."""
+    """Topic -> `retention.ms`, from the data-sharing policy, and forever for the signed tree
+    heads (topics not named keep the broker's default)."""
 
 
 def retention_by_topic(retention: Retention, agency_ids: Iterable[str]) -> dict[str, int]:
@@ -146,6 +148,7 @@ def plan_access(
 
     signer = service("signer")
     allow(signer, Operation.WRITE, AUDIT_TREE_HEADS.name)
+    allow(signer, Operation.READ, AUDIT_TREE_HEADS.name)  # it checks what the topic holds
 
     api = service("audit-api")
     allow(api, Operation.WRITE, AUDIT_QUERIES.name)
@@ -168,6 +171,9 @@ def plan_access(
         *agency_ids,
     )
     kept = retention_by_topic(retention, agency_ids) if retention is not None else {}
+    # Signed tree heads are the evidence a verifier trusts outside the database, and the
+    # signer checks every one it published: they are tiny and kept for good.
+    kept[AUDIT_TREE_HEADS.name] = KEEP_FOREVER
     return AccessPlan(
         topics=topics,
         principals=principals,

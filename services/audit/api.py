@@ -5,6 +5,7 @@
     GET /v1/events/{seq}              one record; ?proof=true adds its inclusion proof
     GET /v1/tree-heads/latest         the latest signed tree head
     GET /v1/tree-heads                the tree head history, oldest first
+    GET /v1/tree-heads/rejected       heads in the table that are not used, and why
     GET /v1/proofs/consistency        proof that one tree size is a prefix of another
     GET /v1/cases/{case_id}/export    a case's whole history as JSON Lines
     GET /openapi.json                 the contract (no token needed)
@@ -13,6 +14,13 @@ Every request needs `Authorization: Bearer <token>`; tokens are per auditor, con
 SHA-256 hashes (services/audit/config.py). Scope `audit:metadata` sees records without their
 payload, `audit:payload` with it. Errors are RFC 9457 problem details
 (`application/problem+json`); parameters are validated up front so bad input is a 4xx.
+
+Tree heads come from `audit_tree_head`, which the database owner can write to, so every one is
+checked with the signer's public key (configured: CASEBRIDGE_AUDIT_PUBLIC_KEY_FILE) and
+against the log: a head that is not signed by the key, covers more records than the log
+holds, conflicts with another head of its size or is dated before a smaller head is never
+served as the latest, in the history or in a proof, and is listed under
+`/v1/tree-heads/rejected` with the reason.
 
 Payloads are stored sealed per person, never in plain text; the API opens them with the
 deployment's key-encryption key for `audit:payload` only. A record whose person's data was
@@ -31,7 +39,8 @@ a real Kafka position, and the API needs no write access to the database at all.
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +49,7 @@ from typing import Annotated, Any, Protocol
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import Depends, FastAPI, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
@@ -67,14 +77,20 @@ from services.audit.queries import (
     case_exists,
     consistency_proof,
     decode_cursor,
+    encode_cursor,
     export_case,
     find_events,
     get_event,
     inclusion_proof,
-    latest_tree_head,
-    tree_heads,
+    screened_tree_heads,
+    tree_head_page,
 )
-from services.audit.tree_head import SignedTreeHead, sth_to_dict
+from services.audit.tree_head import (
+    ScreenedHeads,
+    SignedTreeHead,
+    sth_to_dict,
+    verify_tree_head,
+)
 from services.privacy.keys import KeyUnavailableError
 from services.privacy.vault import PersonVault
 from services.runtime.credentials import (
@@ -193,6 +209,14 @@ class EventOut(BaseModel):
     attributes: dict[str, str] | None
     payload_digest: str = Field(description="SHA-256 of the raw value, lowercase hex")
     leaf_hash: str = Field(description="RFC 6962 leaf hash as stored, lowercase hex")
+    leaf_version: int = Field(
+        description="The leaf format (docs/audit-leaf-format.md): 2 covers agency,"
+        " attributes and original_bytes too, 1 (records logged before v2) does not"
+    )
+    original_bytes: str | None = Field(
+        description="The exact key and headers (JSON with base64 values, base64 here) when"
+        " the text fields could not hold them exactly; null when they do"
+    )
     payload: Any | None = Field(
         default=None,
         description="Only with scope audit:payload: the value parsed as JSON; null when it is"
@@ -228,6 +252,19 @@ class TreeHeadOut(BaseModel):
 
 class TreeHeadPage(BaseModel):
     items: list[TreeHeadOut]
+    next_cursor: str | None
+
+
+class RejectedHeadOut(BaseModel):
+    tree_head: TreeHeadOut
+    reason: str = Field(
+        description="bad_signature, beyond_log, conflicting_root or timestamp_not_increasing"
+    )
+    detail: str
+
+
+class RejectedHeadPage(BaseModel):
+    items: list[RejectedHeadOut]
     next_cursor: str | None
 
 
@@ -400,6 +437,7 @@ def _position(kind: str, cursor: str | None) -> int | None:
         raise _bad("cursor", "not a cursor this list issued") from None
 
 
+REJECTED_CURSOR = "r"
 Text = Annotated[str | None, Query(min_length=1, max_length=256, pattern=_TEXT)]
 Seq = Annotated[int | None, Query(ge=0, le=MAX_SEQ)]
 
@@ -412,11 +450,12 @@ def create_api(
     database: Database | None = None,
     auditors: AuditorRegistry | None = None,
     vault: PersonVault | None = None,
+    public_key: Ed25519PublicKey | None = None,
 ) -> FastAPI:
     """The API app. Defaults: the database from `settings`, auditors and limits from `audit`
     (or the environment), auditor queries recorded through Kafka, payloads opened with the
-    deployment's key-encryption key (loaded at start-up, so a missing key stops the server
-    rather than the first payload request)."""
+    deployment's key-encryption key, tree heads checked with `audit.public_key()` (both
+    loaded at start-up, so a missing key stops the server rather than a later request)."""
     audit = audit or AuditSettings()
     registry = auditors if auditors is not None else audit.auditors()
     if not len(registry):
@@ -431,6 +470,20 @@ def create_api(
     default_limit = min(audit.page_limit_default, max_limit)
 
     payloads = vault
+    signed: Callable[[SignedTreeHead], bool] | None = None
+    head_key = public_key
+
+    def checker(key: Ed25519PublicKey) -> Callable[[SignedTreeHead], bool]:
+        """Signature checks remembered: every request screens every head, and a head once
+        read is immutable."""
+        return functools.lru_cache(maxsize=1 << 16)(functools.partial(verify_tree_head, key))
+
+    if head_key is not None:
+        signed = checker(head_key)
+
+    async def screened() -> ScreenedHeads:
+        assert head_key is not None, "the lifespan loads the public key"
+        return await screened_tree_heads(db.pool, head_key, signed=signed)
 
     def vault_for(who: Auditor) -> PersonVault | None:
         """What opens payloads for this auditor: nothing without the payload scope."""
@@ -441,7 +494,10 @@ def create_api(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        nonlocal payloads
+        nonlocal payloads, head_key, signed
+        if head_key is None:
+            head_key = audit.public_key()
+            signed = checker(head_key)
         if payloads is None:
             from services.bootstrap import person_vault  # the composition root: loaded lazily
 
@@ -677,7 +733,7 @@ def create_api(
         body: dict[str, Any] = {"record": row.to_dict(), "inclusion_proof": None}
         if proof:
             try:
-                p = await inclusion_proof(db.pool, cache, seq, tree_size)
+                p = await inclusion_proof(db.pool, cache, seq, tree_size, heads=await screened())
             except NotFoundError as exc:
                 raise ProblemError(409, "Not covered", str(exc), kind="not-covered") from None
             except NotCoveredError as exc:
@@ -698,7 +754,7 @@ def create_api(
         summary="The latest signed tree head",
     )
     async def latest(_: Annotated[Auditor, auth]) -> Response:
-        head = await latest_tree_head(db.pool)
+        head = (await screened()).latest
         if head is None:
             raise ProblemError(404, "Not Found", "no signed tree head yet", kind="not-found")
         return _json(sth_to_dict(head))
@@ -707,17 +763,35 @@ def create_api(
         "/v1/tree-heads",
         response_model=TreeHeadPage,
         responses=common,
-        summary="Signed tree heads, oldest first",
+        summary="Signed tree heads, oldest first (the rejected ones are not among them)",
     )
     async def heads(
         _: Annotated[Auditor, auth],
         cursor: Annotated[str | None, Query(max_length=64)] = None,
         limit: Annotated[int | None, Query(ge=1, le=max_limit)] = None,
     ) -> Response:
-        items, next_cursor = await tree_heads(
-            db.pool, after=_position(HEADS_CURSOR, cursor), limit=limit or default_limit
+        items, next_cursor = tree_head_page(
+            await screened(), after=_position(HEADS_CURSOR, cursor), limit=limit or default_limit
         )
         return _json({"items": [sth_to_dict(h) for h in items], "next_cursor": next_cursor})
+
+    @app.get(
+        "/v1/tree-heads/rejected",
+        response_model=RejectedHeadPage,
+        responses=common,
+        summary="Tree heads in the database that are not used, each with the reason",
+    )
+    async def rejected(
+        _: Annotated[Auditor, auth],
+        cursor: Annotated[str | None, Query(max_length=64)] = None,
+        limit: Annotated[int | None, Query(ge=1, le=max_limit)] = None,
+    ) -> Response:
+        after = _position(REJECTED_CURSOR, cursor)
+        rest = [r for r in (await screened()).rejected if after is None or r.head.tree_size > after]
+        page = rest[: limit or default_limit]
+        more = len(rest) > len(page)
+        next_cursor = encode_cursor(REJECTED_CURSOR, page[-1].head.tree_size) if more else None
+        return _json({"items": [r.to_dict() for r in page], "next_cursor": next_cursor})
 
     @app.get(
         "/v1/proofs/consistency",
@@ -735,7 +809,7 @@ def create_api(
         if second is not None and first > second:
             raise _bad("second", "must not be below first")
         try:
-            p = await consistency_proof(db.pool, cache, first, second)
+            p = await consistency_proof(db.pool, cache, first, second, heads=await screened())
         except (NotFoundError, NotCoveredError) as exc:
             raise ProblemError(409, "Not covered", str(exc), kind="not-covered") from None
         return _json(

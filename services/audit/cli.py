@@ -43,15 +43,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from services.audit.canonical import entry_leaf_hash
 from services.audit.config import SCOPES, AuditSettings, token_hash
-from services.audit.logcheck import (
-    KekLoader,
-    entry_from_record,
-    load_public_key_file,
-    read_leaf_hashes_file,
-    read_tree_heads_file,
-    verify_database,
-    verify_export,
-)
 from services.audit.merkle import verify_consistency, verify_inclusion
 from services.audit.queries import (
     LeafHashCache,
@@ -62,17 +53,28 @@ from services.audit.queries import (
     export_log,
     get_event,
     inclusion_proof,
+    screened_tree_heads,
 )
 from services.audit.tree_head import (
     SignedTreeHead,
     generate_keypair,
     private_key_pem,
     public_key_pem,
+    screen_tree_heads,
     sth_from_dict,
     sth_to_dict,
     verify_tree_head,
 )
-from services.audit.verify import VerificationReport
+from services.audit.verify_entries import VerificationReport
+from services.audit.verify_stored import (
+    KekLoader,
+    entry_from_record,
+    load_public_key_file,
+    read_leaf_hashes_file,
+    read_tree_heads_file,
+    verify_database,
+    verify_export,
+)
 from services.privacy.keys import KeyUnavailableError, load_kek
 from services.privacy.vault import PersonVault
 from services.runtime.credentials import AUDITOR_ROLE, database_url
@@ -213,8 +215,13 @@ def _print_report(report: VerificationReport, as_json: bool, out: TextIO) -> Non
                 "detail",
             )
         }
+        fields["rejected_heads"] = [
+            {"tree_size": r.head.tree_size, "reason": r.reason, "detail": r.detail}
+            for r in report.rejected_heads
+        ]
         out.write(orjson.dumps(fields).decode() + "\n")
-    elif report.ok:
+        return
+    if report.ok:
         out.write(f"ok: {report.detail}\n")
     else:
         where = (
@@ -223,6 +230,8 @@ def _print_report(report: VerificationReport, as_json: bool, out: TextIO) -> Non
             else f"divergence from seq {report.intact_prefix} on"
         )
         out.write(f"FAILED ({report.problem}): {where}\n  {report.detail}\n")
+    for r in report.rejected_heads:
+        out.write(f"ignored tree head of size {r.head.tree_size} ({r.reason}): {r.detail}\n")
 
 
 def _default_file(given: Path | None, default: Path) -> Path | None:
@@ -255,7 +264,9 @@ async def _verify(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
-async def _fetch_proof(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+async def _fetch_proof(
+    args: argparse.Namespace, key: Ed25519PublicKey
+) -> tuple[dict[str, Any], dict[str, Any]]:
     if args.api:
         body = await _api_get(
             args, f"/v1/events/{args.seq}", proof="true", tree_size=args.tree_size
@@ -266,7 +277,8 @@ async def _fetch_proof(args: argparse.Namespace) -> tuple[dict[str, Any], dict[s
         row = await get_event(conn, args.seq)
         if row is None:
             raise SystemExit(f"no record with seq {args.seq}")
-        p = await inclusion_proof(conn, LeafHashCache(), args.seq, args.tree_size)
+        heads = await screened_tree_heads(conn, key)
+        p = await inclusion_proof(conn, LeafHashCache(), args.seq, args.tree_size, heads=heads)
     finally:
         await conn.close()
     proof = {
@@ -280,7 +292,7 @@ async def _fetch_proof(args: argparse.Namespace) -> tuple[dict[str, Any], dict[s
 
 async def _proof(args: argparse.Namespace) -> int:
     key = load_public_key_file(args.public_key)
-    record, proof = await _fetch_proof(args)
+    record, proof = await _fetch_proof(args, key)
     ok, message = check_inclusion(record, proof, key)
     print(("ok: " if ok else "FAILED: ") + message)
     return EXIT_OK if ok else EXIT_FAILED
@@ -301,7 +313,8 @@ async def _consistency(args: argparse.Namespace) -> int:
     else:
         conn = await _connect(_database_url(args))
         try:
-            p = await consistency_proof(conn, LeafHashCache(), args.first, args.second)
+            heads = await screened_tree_heads(conn, key)
+            p = await consistency_proof(conn, LeafHashCache(), args.first, args.second, heads=heads)
         finally:
             await conn.close()
         if p.first_head is None or p.second_head is None:
@@ -383,11 +396,18 @@ async def _tree_heads(args: argparse.Namespace) -> int:
         finally:
             await conn.close()
     bad = 0
+    reasons = (
+        {r.head: r.reason for r in screen_tree_heads(heads, key).rejected}
+        if key is not None
+        else {}
+    )
     for head in sorted(heads, key=lambda h: (h.tree_size, h.timestamp)):
         data = sth_to_dict(head)
         if key is not None:
             data["signature_ok"] = verify_tree_head(key, head)
             bad += not data["signature_ok"]
+            if head in reasons:
+                data["rejected"] = reasons[head]
         print(orjson.dumps(data).decode())
     return EXIT_FAILED if bad else EXIT_OK
 
@@ -429,27 +449,37 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _sign(args: argparse.Namespace) -> int:
-    from services.audit.checkpoints import TreeHeadSigner, run_signer, signer_connections
+    from services.audit.signer import (
+        SigningRefusedError,
+        TreeHeadSigner,
+        run_signer,
+        signer_connections,
+    )
 
     settings, audit = Settings(), AuditSettings()
-    if not args.once:
-        await run_signer(settings, audit)
-        return EXIT_OK
-    db, publisher = signer_connections(settings)
-    await db.start()
     try:
-        signer = TreeHeadSigner(
-            db.pool, audit.private_key(), export_dir=audit.export_dir, publish=publisher
-        )
-        await signer.start()
-        await signer.poll()
-        head = signer.last_signed
-        if head is None or head.tree_size < signer.tree_size:
-            head = await signer.sign()
-        print(orjson.dumps(sth_to_dict(head)).decode())
-    finally:
-        await publisher.close()
-        await db.close()
+        if not args.once:
+            await run_signer(settings, audit)
+            return EXIT_OK
+        db, topic = signer_connections(settings)
+        await db.start()
+        try:
+            signer = TreeHeadSigner(
+                db.pool, audit.private_key(), export_dir=audit.export_dir, topic=topic
+            )
+            await signer.start()
+            await signer.poll()
+            head = signer.last_signed
+            if head is None or head.tree_size < signer.tree_size:
+                head = await signer.sign()
+            await signer.flush()
+            print(orjson.dumps(sth_to_dict(head)).decode())
+        finally:
+            await topic.close()
+            await db.close()
+    except (LogIntegrityError, SigningRefusedError) as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 

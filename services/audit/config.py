@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.audit.tree_head import load_private_key
+from services.audit.tree_head import load_private_key, load_public_key
 from services.runtime.settings import REPO_ROOT
 
 SCOPE_METADATA = "audit:metadata"
@@ -37,6 +37,7 @@ SCOPES = frozenset({SCOPE_METADATA, SCOPE_PAYLOAD})
 
 TREE_HEADS_FILE = "tree-heads.jsonl"
 LEAF_HASHES_FILE = "leaf-hashes.bin"
+PUBLIC_KEY_FILE = "audit-public-key.pem"
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _AUDITOR_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
@@ -53,6 +54,9 @@ class AuditSettings(BaseSettings):
     """Ed25519 private key: PKCS#8 PEM or base64 of the 32-byte seed. Never in the database."""
     signing_key_file: Path | None = None
     """Alternative to `signing_key`: a file holding it (a mounted secret)."""
+    public_key_file: Path | None = None
+    """The signer's public key (PEM), which the API checks every tree head with. Default:
+    `<export_dir>/audit-public-key.pem`, or the public half of a configured signing key."""
     export_dir: Path = REPO_ROOT / ".run"
     """Where the signer appends `tree-heads.jsonl` and `leaf-hashes.bin` (outside PostgreSQL)."""
     sth_every_records: int = Field(default=1000, ge=1, le=10_000_000)
@@ -84,6 +88,23 @@ class AuditSettings(BaseSettings):
             return load_private_key(self.signing_key_file.read_text())
         raise ValueError(
             "no signing key: set CASEBRIDGE_AUDIT_SIGNING_KEY or CASEBRIDGE_AUDIT_SIGNING_KEY_FILE"
+        )
+
+    def public_key(self) -> Ed25519PublicKey:
+        """The key tree heads must be signed with; ValueError if there is none to be found.
+
+        The API needs it because `audit_tree_head` is writable by the database owner: a head
+        that does not verify must never be served as the latest.
+        """
+        if self.public_key_file is not None:
+            return load_public_key(self.public_key_file.read_text())
+        if self.signing_key is not None or self.signing_key_file is not None:
+            return self.private_key().public_key()
+        default = self.export_dir / PUBLIC_KEY_FILE
+        if default.exists():
+            return load_public_key(default.read_text())
+        raise ValueError(
+            "no public key to check tree heads with: set CASEBRIDGE_AUDIT_PUBLIC_KEY_FILE"
         )
 
     def auditors(self) -> AuditorRegistry:

@@ -20,14 +20,20 @@ SERVICE = "audit"
 
 AUDITED_TOPICS = (
     r"casebridge\."
-    r"(in\..+|routing\.decisions|inbox\..+|deadletter|rejections\..+|updates\..+|cases\..+"
-    r"|audit\.queries|erasures)"
+    r"(in\..+|events\.valid|routing\.decisions|inbox\..+|deadletter|rejections\..+"
+    r"|updates\..+|cases\..+|audit\.queries|erasures)"
 )
-"""Everything CaseBridge reads from agencies or writes for them (but not the validated-event
-topic, a copy of inbound, nor the tree heads, which are about the log itself)."""
+"""Every topic anyone acts on: what agencies send, what intake admits (the router and the
+cases service act on the validated stream, so it is audited too, although each record there
+is also in the log as `received`) and everything CaseBridge writes for agencies or itself.
+Only the tree heads are not: they are about the log itself, and the signer keeps them.
+A test checks this against every topic of the access plan."""
 
 
-class Auditor:
+class AuditRecorder:
+    """Appends each consumed batch to the audit log (the auditors, who read it, are
+    services/audit/config.py `Auditor`)."""
+
     def __init__(self, audit_log: AuditLog, *, topic_prefix: str = "") -> None:
         self._log = audit_log
         self._prefix = topic_prefix
@@ -40,7 +46,7 @@ class Auditor:
             log.debug("appended", first_seq=appended[0].seq, count=len(appended))
 
 
-def build_router(auditor: Auditor, settings: Settings) -> KafkaRouter:
+def build_router(recorder: AuditRecorder, settings: Settings) -> KafkaRouter:
     router = KafkaRouter()
 
     @batch_subscriber(
@@ -52,7 +58,7 @@ def build_router(auditor: Auditor, settings: Settings) -> KafkaRouter:
     )
     async def on_any(_: Any, message: KafkaMessage) -> None:
         await handle_batch(
-            auditor.process, message, service=SERVICE, pause_s=settings.retry_backoff_s
+            recorder.process, message, service=SERVICE, pause_s=settings.retry_backoff_s
         )
 
     return router

@@ -11,6 +11,11 @@ memory and catches up with the log on demand. The stored `leaf_hash` column is u
 a proof built from a tampered column simply fails to verify against the signed root, which
 is the auditor's check, not ours.
 
+Tree heads are read from `audit_tree_head`, which the database owner can write to, so they are
+screened against the public key before use (`screened_tree_heads`): a head that is not signed
+by the key, covers more records than the log holds, or goes back in time never becomes the
+latest head a proof is built against, and is listed with the reason instead.
+
 Payloads are stored sealed per person (services/audit/sealed.py). A reader given the person
 vault gets them opened, with the keys of a whole page fetched in one query; a record whose
 person's key was erased comes back marked `erased`, without payload: its metadata, digest and
@@ -25,23 +30,27 @@ import asyncio
 import base64
 import binascii
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 import asyncpg
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from services.audit.canonical import AuditEntry
+from services.audit.canonical import LEAF_FIELDS, AuditEntry, attributes_from_json, original_digest
 from services.audit.merkle import MerkleTree
 from services.audit.sealed import batch_keys, open_value
-from services.audit.tree_head import SignedTreeHead
+from services.audit.tree_head import ScreenedHeads, SignedTreeHead, screen_tree_heads
 from services.privacy.keys import KeyUnavailableError
 from services.privacy.sealing import SealBrokenError
 from services.privacy.vault import PersonVault
 
 __all__ = [
+    "LEAF_COLUMNS",
+    "LEAF_COLUMN_NAMES",
+    "LEAF_WIDTH",
     "MAX_SEQ",
     "AuditRow",
     "ConsistencyProof",
@@ -64,10 +73,10 @@ __all__ = [
     "find_events",
     "get_event",
     "inclusion_proof",
-    "latest_tree_head",
+    "log_size",
     "rfc3339",
-    "tree_head_at",
-    "tree_heads",
+    "screened_tree_heads",
+    "tree_head_page",
 ]
 
 
@@ -83,16 +92,35 @@ MAX_SEQ: Final = 2**63 - 1
 EXPORT_BATCH = 2000
 LEAF_BATCH = 50_000  # small enough that the planner never JIT-compiles the query
 
-LEAF_COLUMNS: Final = (
-    "seq, event_id, event_source, event_type, subject, kafka_topic, kafka_partition,"
-    " kafka_offset, recorded_at, outcome, reason_code, payload_digest"
+LEAF_COLUMN_NAMES: Final = (
+    "seq",
+    "event_id",
+    "event_source",
+    "event_type",
+    "subject",
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+    "recorded_at",
+    "outcome",
+    "reason_code",
+    "payload_digest",
+    "agency",
+    "attributes",
+    "original_bytes",
+    "leaf_version",
 )
-"""The columns an `AuditEntry` is made of, in its field order (see `entry_from_row`)."""
+"""The columns an `AuditEntry` is made of, in its field order (see `entry_from_row`;
+`original_bytes` enters the leaf as its digest)."""
+LEAF_COLUMNS: Final = ", ".join(LEAF_COLUMN_NAMES)
+LEAF_WIDTH: Final = len(LEAF_COLUMN_NAMES)
+"""Columns selected after `LEAF_COLUMNS` start at this index."""
 _EVENT_COLUMNS = (
     "seq, recorded_at, event_id, event_source, event_type, subject, agency, outcome,"
     " reason_code, kafka_topic, kafka_partition, kafka_offset, attributes, payload_digest,"
-    " leaf_hash"
+    " leaf_hash, leaf_version, original_bytes"
 )
+_EVENT_WIDTH = 17
 _PAYLOAD_COLUMNS = ", sealed_value, data_key_id"
 _HEAD_COLUMNS = "tree_size, root_hash, timestamp_ms, signature, key_id"
 
@@ -123,8 +151,19 @@ def rfc3339(value: datetime) -> str:
 
 
 def entry_from_row(row: Sequence[Any]) -> AuditEntry:
-    """An `AuditEntry` from a row selected with `LEAF_COLUMNS` first (in that order)."""
-    return AuditEntry(*row[:12])
+    """An `AuditEntry` from a row selected with `LEAF_COLUMNS` first (in that order): in the
+    leaf format the row names, so v1 rows leave out what v1 leaves never covered."""
+    values = dict(zip(LEAF_FIELDS, row[:12], strict=True))
+    version = row[15]
+    if version == 1:
+        return AuditEntry(**values)
+    return AuditEntry(
+        **values,
+        agency=row[12],
+        attributes=attributes_from_json(row[13]),
+        original_digest=original_digest(None if row[14] is None else bytes(row[14])),
+        leaf_version=version,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +185,12 @@ class AuditRow:
     attributes_json: str
     payload_digest: bytes
     leaf_hash: bytes
+    leaf_version: int = 1
+    """The leaf format the record was logged in: 2 covers `agency`, `attributes` and
+    `original_bytes` too."""
+    original_bytes: bytes | None = None
+    """The exact key and headers (services/audit/records.py `encode_original`) when the text
+    fields could not hold them exactly; None when they do."""
     with_payload: bool = False
     raw_value: bytes | None = None
     """The value as received, opened from its seal (None: no value, or erased)."""
@@ -155,10 +200,11 @@ class AuditRow:
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> AuditRow:
         """The metadata of a row selected with `_EVENT_COLUMNS` first (payload not opened)."""
-        return cls(*tuple(record)[:15])
+        return cls(*tuple(record)[:_EVENT_WIDTH])
 
     def entry(self) -> AuditEntry:
         """The leaf entry, recomputed from the fields (never from the stored leaf hash)."""
+        v2 = self.leaf_version == 2
         return AuditEntry(
             seq=self.seq,
             event_id=self.event_id,
@@ -172,6 +218,10 @@ class AuditRow:
             outcome=self.outcome,
             reason_code=self.reason_code,
             payload_digest=self.payload_digest,
+            agency=self.agency if v2 else None,
+            attributes=attributes_from_json(self.attributes_json) if v2 else None,
+            original_digest=original_digest(self.original_bytes) if v2 else None,
+            leaf_version=self.leaf_version,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -202,6 +252,12 @@ class AuditRow:
             "attributes": attributes,
             "payload_digest": self.payload_digest.hex(),
             "leaf_hash": self.leaf_hash.hex(),
+            "leaf_version": self.leaf_version,
+            "original_bytes": (
+                None
+                if self.original_bytes is None
+                else base64.b64encode(self.original_bytes).decode("ascii")
+            ),
         }
         if self.with_payload:
             raw = self.raw_value
@@ -351,10 +407,11 @@ async def _rows(
     rows = [AuditRow.from_record(r) for r in records]
     if vault is None:
         return rows
-    keys = await batch_keys(db, vault, {r[16] for r in records if r[16] is not None})
+    sealed_at, key_at = _EVENT_WIDTH, _EVENT_WIDTH + 1
+    keys = await batch_keys(db, vault, {r[key_at] for r in records if r[key_at] is not None})
     opened: list[AuditRow] = []
     for row, record in zip(rows, records, strict=True):
-        sealed, key_id = record[15], record[16]
+        sealed, key_id = record[sealed_at], record[key_at]
         if sealed is None and key_id is None:
             opened.append(replace(row, with_payload=True))
         elif key_id in keys.erased:
@@ -431,41 +488,47 @@ def _head(row: asyncpg.Record) -> SignedTreeHead:
     )
 
 
-async def latest_tree_head(db: Queryable) -> SignedTreeHead | None:
-    row = await db.fetchrow(
-        f"SELECT {_HEAD_COLUMNS} FROM audit_tree_head ORDER BY tree_size DESC LIMIT 1"  # noqa: S608
-    )
-    return None if row is None else _head(row)
-
-
-async def tree_head_at(db: Queryable, tree_size: int) -> SignedTreeHead | None:
-    row = await db.fetchrow(
-        f"SELECT {_HEAD_COLUMNS} FROM audit_tree_head WHERE tree_size = $1",  # noqa: S608
-        tree_size,
-    )
-    return None if row is None else _head(row)
-
-
-async def tree_heads(
-    db: Queryable, *, after: int | None = None, limit: int = 100
+def tree_head_page(
+    heads: ScreenedHeads, *, after: int | None = None, limit: int = 100
 ) -> tuple[list[SignedTreeHead], str | None]:
-    """One page of the tree head history, oldest first, and the next page's cursor."""
-    rows = await db.fetch(
-        f"SELECT {_HEAD_COLUMNS} FROM audit_tree_head WHERE tree_size > $1"  # noqa: S608
-        " ORDER BY tree_size LIMIT $2",
-        -1 if after is None else after,
-        limit + 1,
-    )
-    heads = [_head(r) for r in rows[:limit]]
-    more = len(rows) > limit
-    return heads, encode_cursor(HEADS_CURSOR, heads[-1].tree_size) if more else None
+    """One page of the accepted tree heads, oldest first, and the next page's cursor."""
+    rest = [h for h in heads.accepted if after is None or h.tree_size > after]
+    page = rest[:limit]
+    more = len(rest) > limit
+    return page, encode_cursor(HEADS_CURSOR, page[-1].tree_size) if more else None
 
 
 async def all_tree_heads(db: Queryable) -> list[SignedTreeHead]:
+    """Every row of `audit_tree_head`, unchecked: what anyone who can write the table put
+    there (use `screened_tree_heads` for heads to rely on)."""
     rows = await db.fetch(
         f"SELECT {_HEAD_COLUMNS} FROM audit_tree_head ORDER BY tree_size"  # noqa: S608
     )
     return [_head(r) for r in rows]
+
+
+async def log_size(db: Queryable) -> int:
+    """How many records the log holds: one past its largest seq (holes are the verifier's
+    business, not this count's)."""
+    size: int | None = await db.fetchval("SELECT max(seq) + 1 FROM audit_log")
+    return size or 0
+
+
+async def screened_tree_heads(
+    db: Queryable,
+    public_key: Ed25519PublicKey,
+    *,
+    signed: Callable[[SignedTreeHead], bool] | None = None,
+) -> ScreenedHeads:
+    """The table's heads screened against the key and the log's size (see the module
+    docstring); `signed` as in `screen_tree_heads`.
+
+    The heads are read before the log's size: the signer stores a head only after the
+    records it covers, so a head signed in between still fits the size read after it.
+    """
+    heads = await all_tree_heads(db)
+    size = await log_size(db)
+    return screen_tree_heads(heads, public_key, log_size=size, signed=signed)
 
 
 # --- leaves and proofs ---------------------------------------------------------------------
@@ -553,16 +616,21 @@ class ConsistencyProof:
 
 
 async def inclusion_proof(
-    db: Queryable, cache: LeafHashCache, seq: int, tree_size: int | None = None
+    db: Queryable,
+    cache: LeafHashCache,
+    seq: int,
+    tree_size: int | None = None,
+    *,
+    heads: ScreenedHeads,
 ) -> InclusionProof:
-    """Proof for record `seq` against `tree_size`, or against the latest signed head."""
+    """Proof for record `seq` against `tree_size`, or against the latest accepted head."""
     if tree_size is None:
-        head = await latest_tree_head(db)
+        head = heads.latest
         if head is None:
             raise NotFoundError("no signed tree head yet")
         tree_size = head.tree_size
     else:
-        head = await tree_head_at(db, tree_size)
+        head = heads.at(tree_size)
     if not 0 <= seq < tree_size:
         raise NotCoveredError(f"seq {seq} is not in the tree of size {tree_size}")
     tree = await cache.tree(db, tree_size)
@@ -574,18 +642,23 @@ async def inclusion_proof(
 
 
 async def consistency_proof(
-    db: Queryable, cache: LeafHashCache, first: int, second: int | None = None
+    db: Queryable,
+    cache: LeafHashCache,
+    first: int,
+    second: int | None = None,
+    *,
+    heads: ScreenedHeads,
 ) -> ConsistencyProof:
     """Proof that the tree of size `first` is a prefix of the one of size `second` (default:
-    the latest signed head)."""
+    the latest accepted head)."""
     second_head: SignedTreeHead | None
     if second is None:
-        second_head = await latest_tree_head(db)
+        second_head = heads.latest
         if second_head is None:
             raise NotFoundError("no signed tree head yet")
         second = second_head.tree_size
     else:
-        second_head = await tree_head_at(db, second)
+        second_head = heads.at(second)
     if not 0 <= first <= second:
         raise NotCoveredError(f"need 0 <= first <= second, got {first} and {second}")
     tree = await cache.tree(db, second)
@@ -595,6 +668,6 @@ async def consistency_proof(
         first,
         second,
         tree.consistency_proof(first, second),
-        await tree_head_at(db, first),
+        heads.at(first),
         second_head,
     )

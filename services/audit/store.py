@@ -3,8 +3,11 @@
 One transaction per batch does everything: it takes the next sequence numbers from
 `audit_head` (whose row lock serialises writers, so numbers are gapless and in commit order),
 skips records at or below the offsets this consumer already stored (so a replay after a crash
-adds nothing), COPYs the rows, and advances both. Kafka offsets are committed only after this
-transaction, and a record that is redelivered anyway is skipped by the stored offsets.
+adds nothing), drops byte-identical copies a service re-published (`_first_copies`), COPYs
+the rows, and advances both. Kafka offsets are committed only after this transaction, and a
+record that is redelivered anyway is skipped by the stored offsets. The database itself
+refuses a seq used twice (migration 0016: a statement trigger claims each COPY's seq ranges
+in `audit_seq_range`, whose exclusion constraint admits no overlap).
 
 No value is stored in plain text: within the same transaction the batch's data keys come from
 the person vault (one query for the whole batch, none when its cache holds them) and each value
@@ -19,7 +22,13 @@ from typing import Any
 
 import orjson
 
-from services.audit.canonical import AuditEntry, entry_leaf_hash
+from services.audit.canonical import (
+    CURRENT_LEAF_VERSION,
+    AuditEntry,
+    canonical_attributes,
+    entry_leaf_hash,
+    original_digest,
+)
 from services.audit.records import AuditRecord
 from services.audit.sealed import seal_value
 from services.privacy.vault import DataKey, PersonVault
@@ -43,10 +52,15 @@ COLUMNS = (
     "data_key_id",
     "payload_digest",
     "leaf_hash",
+    "original_bytes",
+    "leaf_version",
 )
 
 
 def entry_of(seq: int, recorded_at: datetime, r: AuditRecord) -> AuditEntry:
+    """The record's leaf entry in the current format (v2): besides v1's fields it covers the
+    agency, the attributes exactly as stored (`attributes` column) and the digest of
+    `original_bytes`, so none of what auditors filter on or are shown can change unnoticed."""
     return AuditEntry(
         seq=seq,
         event_id=r.event_id,
@@ -60,6 +74,10 @@ def entry_of(seq: int, recorded_at: datetime, r: AuditRecord) -> AuditEntry:
         outcome=r.outcome,
         reason_code=r.reason_code,
         payload_digest=r.payload_digest,
+        agency=r.agency,
+        attributes=canonical_attributes(r.attributes),
+        original_digest=original_digest(r.original),
+        leaf_version=CURRENT_LEAF_VERSION,
     )
 
 
@@ -136,6 +154,8 @@ class AuditLog:
                     *_sealed(keys, r, e.seq),
                     r.payload_digest,
                     entry_leaf_hash(e),
+                    r.original,
+                    e.leaf_version,
                 )
                 for e, r in zip(entries, fresh, strict=True)
             ],
@@ -166,49 +186,40 @@ def _sealed(keys: dict[str, DataKey], r: AuditRecord, seq: int) -> tuple[bytes |
     return seal_value(key.key, r.raw_value, seq), key.key_id
 
 
-_CLAIM_EMITTED = """
-INSERT INTO audit_emitted (kafka_topic, event_source, event_id)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+_CLAIM_COPIES = """
+INSERT INTO audit_emitted (kafka_topic, record_digest)
+SELECT * FROM unnest($1::text[], $2::bytea[])
 ON CONFLICT DO NOTHING
-RETURNING kafka_topic, event_source, event_id
+RETURNING kafka_topic, record_digest
 """
 
 
 async def _first_copies(conn: Any, records: list[AuditRecord]) -> list[AuditRecord]:
-    """Drop re-published copies of records CaseBridge emitted (same topic, source and id).
+    """Drop re-published copies: records identical in key, value and every header but
+    `ce_time` to one already in the log, on a topic only CaseBridge's services write
+    (`copy_digest`).
 
-    Inbound records ("received") are kept whatever their id: a repeat from an agency is a
-    distinct record, and intake dead-letters it, so the log must show both.
+    A record is dropped only when the log already holds all of it but its time, so a copy
+    written first by anyone, under any guessed id, hides nothing: the real record differs in
+    some byte and is kept. Inbound records and erasure requests have no `copy_digest`: a
+    repeat there is a distinct act (intake dead-letters an agency's repeat), and the log
+    shows both.
     """
-    identities = [i for i in map(_identity, records) if i is not None]
-    if not identities:
+    claims = [(r.kafka_topic, r.copy_digest) for r in records if r.copy_digest is not None]
+    if not claims:
         return records
-    claimed = {
-        (row[0], row[1], row[2])
-        for row in await conn.fetch(
-            _CLAIM_EMITTED,
-            [i[0] for i in identities],
-            [i[1] for i in identities],
-            [i[2] for i in identities],
-        )
+    fresh = {
+        (row[0], bytes(row[1]))
+        for row in await conn.fetch(_CLAIM_COPIES, [c[0] for c in claims], [c[1] for c in claims])
     }
     kept: list[AuditRecord] = []
     for r in records:
-        identity = _identity(r)
-        if identity is None:
+        if r.copy_digest is None:
             kept.append(r)
-        elif identity in claimed:
-            claimed.discard(identity)  # a second copy within this batch is dropped too
+        elif (r.kafka_topic, r.copy_digest) in fresh:
+            fresh.discard((r.kafka_topic, r.copy_digest))  # a second copy in this batch too
             kept.append(r)
     return kept
-
-
-def _identity(r: AuditRecord) -> tuple[str, str, str] | None:
-    """The record's own CloudEvents identity on its topic, for records CaseBridge emitted."""
-    own_id = r.attributes.get("ce_id", "")
-    if r.outcome == "received" or not own_id:
-        return None
-    return (r.kafka_topic, r.attributes.get("ce_source", ""), own_id)
 
 
 def _attributes_json(attributes: dict[str, str]) -> str:

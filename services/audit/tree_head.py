@@ -16,15 +16,25 @@ hex SHA-256 of the raw 32-byte public key; verification also checks that it matc
 
 JSON export (``sth_to_json``) is an object with ``version`` (1), ``tree_size``, ``timestamp``,
 ``root_hash`` and ``signature`` (standard base64 with padding) and ``key_id``.
+
+Heads are read back from places an attacker may write to (a database owner can insert rows
+into `audit_tree_head`), so whoever uses a set of heads first screens it
+(``screen_tree_heads``): heads that are not signed by the key, cover more records than the
+log holds, disagree with another head of their size, or go back in time are set aside with
+the reason, so that none of them can become the "latest" head that everything is checked
+against, and so that they are reported rather than silently dropped.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import hashlib
 import struct
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final
 
 import orjson
@@ -33,7 +43,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 __all__ = [
+    "HEAD_BAD_SIGNATURE",
+    "HEAD_BEYOND_LOG",
+    "HEAD_CONFLICTING_ROOT",
+    "HEAD_TIME_REVERSED",
     "STH_MESSAGE_TAG",
+    "RejectedHead",
+    "ScreenedHeads",
     "SignedTreeHead",
     "generate_keypair",
     "key_id",
@@ -41,6 +57,7 @@ __all__ = [
     "load_public_key",
     "private_key_pem",
     "public_key_pem",
+    "screen_tree_heads",
     "sign_tree_head",
     "sth_from_dict",
     "sth_from_json",
@@ -188,6 +205,137 @@ def sth_from_json(text: str | bytes) -> SignedTreeHead:
     except orjson.JSONDecodeError as exc:
         raise ValueError(f"STH is not valid JSON: {exc}") from exc
     return sth_from_dict(data)
+
+
+# --- screening a set of heads ---------------------------------------------------------------
+
+HEAD_BAD_SIGNATURE: Final = "bad_signature"
+"""Not signed by the key (or naming another key): anyone could have written it."""
+HEAD_BEYOND_LOG: Final = "beyond_log"
+"""Covers more records than the log holds: it cannot describe this log (or the log lost its
+tail: a verifier, which holds the log, reports that as truncation instead)."""
+HEAD_CONFLICTING_ROOT: Final = "conflicting_root"
+"""Validly signed, but another validly signed head of the same size has another root: the key
+signed two histories, and nothing says which one is true, so neither is used."""
+HEAD_TIME_REVERSED: Final = "timestamp_not_increasing"
+"""Validly signed, but dated before a smaller head: the signer never does that (each head's
+timestamp is at least its predecessor's)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedHead:
+    """A head set aside by ``screen_tree_heads``, and why (one of the ``HEAD_*`` codes)."""
+
+    head: SignedTreeHead
+    reason: str
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tree_head": sth_to_dict(self.head), "reason": self.reason, "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class ScreenedHeads:
+    """Heads fit to check a log against (by size, then time) and the ones set aside."""
+
+    accepted: tuple[SignedTreeHead, ...]
+    rejected: tuple[RejectedHead, ...]
+
+    @property
+    def latest(self) -> SignedTreeHead | None:
+        """The accepted head of the largest size (the newest of that size)."""
+        return self.accepted[-1] if self.accepted else None
+
+    def at(self, tree_size: int) -> SignedTreeHead | None:
+        """The accepted head of exactly `tree_size` (the oldest, if the key signed it twice)."""
+        return next((h for h in self.accepted if h.tree_size == tree_size), None)
+
+    def verified(self) -> tuple[SignedTreeHead, ...]:
+        """Every head the key signed, accepted or not (conflicts are evidence too)."""
+        signed = [r.head for r in self.rejected if r.reason != HEAD_BAD_SIGNATURE]
+        return tuple(sorted((*self.accepted, *signed), key=_order))
+
+
+def _order(head: SignedTreeHead) -> tuple[int, int, bytes, bytes]:
+    return (head.tree_size, head.timestamp, head.root_hash, head.signature)
+
+
+def _time_ordered(heads: list[SignedTreeHead]) -> set[int]:
+    """Positions (in `heads`, sorted by size) of the longest run whose timestamps never go
+    down. The longest run, not the first: one odd head early on (a far-future timestamp)
+    must not push every later, honest head out. Of equally long runs, the one ending at the
+    smallest size: an odd head must not become the latest either."""
+    tails: list[int] = []  # tails[k]: the run of length k+1 ending at the smallest timestamp
+    tail_times: list[int] = []
+    previous: list[int] = []
+    lengths: list[int] = []
+    for i, head in enumerate(heads):
+        k = bisect.bisect_right(tail_times, head.timestamp)
+        previous.append(tails[k - 1] if k else -1)
+        lengths.append(k + 1)
+        if k == len(tails):
+            tails.append(i)
+            tail_times.append(head.timestamp)
+        else:
+            tails[k] = i
+            tail_times[k] = head.timestamp
+    keep: set[int] = set()
+    i = lengths.index(len(tails)) if tails else -1
+    while i >= 0:
+        keep.add(i)
+        i = previous[i]
+    return keep
+
+
+def screen_tree_heads(
+    heads: Iterable[SignedTreeHead],
+    public_key: Ed25519PublicKey,
+    *,
+    log_size: int | None = None,
+    signed: Callable[[SignedTreeHead], bool] | None = None,
+) -> ScreenedHeads:
+    """Split `heads` (from any places, duplicates allowed) into those fit to check a log of
+    `log_size` records against and those set aside, each with its reason.
+
+    `log_size` None skips the size check (a verifier judges a head beyond the log itself).
+    `signed` replaces ``verify_tree_head`` (e.g. a memoised one: the API screens every
+    request, and Ed25519 verification is the cost).
+    """
+    check = signed or partial(verify_tree_head, public_key)
+    rejected: list[RejectedHead] = []
+    valid: list[SignedTreeHead] = []
+    for head in sorted(set(heads), key=_order):
+        if not check(head):
+            detail = f"the head of size {head.tree_size} is not signed by this key"
+            rejected.append(RejectedHead(head, HEAD_BAD_SIGNATURE, detail))
+        elif log_size is not None and head.tree_size > log_size:
+            detail = f"the head covers {head.tree_size} records, the log holds {log_size}"
+            rejected.append(RejectedHead(head, HEAD_BEYOND_LOG, detail))
+        else:
+            valid.append(head)
+    roots: dict[int, set[bytes]] = {}
+    for head in valid:
+        roots.setdefault(head.tree_size, set()).add(head.root_hash)
+    unique: list[SignedTreeHead] = []
+    for head in valid:
+        if len(roots[head.tree_size]) > 1:
+            detail = f"two validly signed heads of size {head.tree_size} with different roots"
+            rejected.append(RejectedHead(head, HEAD_CONFLICTING_ROOT, detail))
+        else:
+            unique.append(head)
+    keep = _time_ordered(unique)
+    accepted: list[SignedTreeHead] = []
+    for i, head in enumerate(unique):
+        if i in keep:
+            accepted.append(head)
+        else:
+            detail = (
+                f"the head of size {head.tree_size} is dated {head.timestamp} ms, before a"
+                " head of a smaller size, or a larger size is dated before it"
+            )
+            rejected.append(RejectedHead(head, HEAD_TIME_REVERSED, detail))
+    rejected.sort(key=lambda r: _order(r.head))
+    return ScreenedHeads(tuple(accepted), tuple(rejected))
 
 
 # --- keys ----------------------------------------------------------------------------------

@@ -19,8 +19,8 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import orjson
 from aiokafka import ConsumerRecord
+from structlog.contextvars import bound_contextvars
 
 from schemas.cases import (
     SYSTEM_AGENCY,
@@ -31,6 +31,7 @@ from schemas.cases import (
     ScreeningReferralOpened,
     action_type,
 )
+from schemas.envelope import decode_kafka_record
 from schemas.errors import EventRejected, RejectionCode
 from schemas.privacy import ErasureRequested
 from schemas.referral import VictimReferralSubmitted
@@ -59,7 +60,7 @@ from services.routing.facts import facts_from
 from services.routing.policy import RoutingPolicy, route
 from services.runtime.database import Database
 from services.runtime.dead_letter import dead_letter
-from services.runtime.kafka import Outgoing, Publisher, header_map, origin_of
+from services.runtime.kafka import Outgoing, Publisher, fits, record_ids
 from services.runtime.logging import get_logger
 
 log = get_logger("casebridge.cases")
@@ -98,15 +99,25 @@ class CaseCoordinator:
                 await self._handle(record)
         await self.relay()
 
+    async def quarantine(self, record: ConsumerRecord[Any, Any], error: EventRejected) -> None:
+        """Dead-letter a record the batch runner set aside (it kept failing), and send it."""
+        await self._dead_letter(record, error)
+        await self.relay()
+
     async def _handle(self, record: ConsumerRecord[Any, Any]) -> None:
-        headers = header_map(record)
-        event_type = headers.get("ce_type", b"").decode()
-        source = headers.get("ce_source", b"").decode()
+        # Intake validated this event; one that does not decode here was written by a newer
+        # (or broken) intake: an unknown type during a rolling upgrade. It is dead-lettered
+        # rather than retried, which would stall the partition.
+        try:
+            envelope, data = decode_kafka_record(record.headers or (), record.value)
+            message = validate_payload(envelope.type, data)
+        except EventRejected as error:
+            await self._dead_letter(record, error)
+            return
+        event_type, source, message_id = envelope.type, envelope.source, envelope.id
         # Who acts is settled before a record gets here: intake admits to the validated topic
         # only events whose `reporting_agency` is the agency whose own inbound topic (writable
         # by that agency alone) carried them. The payload's agency is therefore the actor.
-        message_id = headers.get("ce_id", b"").decode()
-        message = validate_payload(event_type, orjson.loads(record.value))
         if not isinstance(
             message, VictimReferralSubmitted | ReturnRequested | SarAlertReceived | CaseAction
         ):
@@ -123,10 +134,12 @@ class CaseCoordinator:
             before = await store.load_case(conn, self._vault, message.case_id)
             decision = decide(before, message, now=now, ctx=self._ctx, routed_to=routed_to)
             keys: dict[str, DataKey] = {}
-            out = await self._record(conn, before, decision, causation=message_id, keys=keys)
+            out = await self._record(
+                conn, before, decision, causation=message_id, causation_source=source, keys=keys
+            )
             if decision.accepted and decision.case is not None and before is None:
                 out += await self._flag_duplicates(
-                    conn, decision.case, causation=message_id, keys=keys
+                    conn, decision.case, causation=message_id, causation_source=source, keys=keys
                 )
             await store.add_to_outbox(conn, out, keys)
 
@@ -137,10 +150,13 @@ class CaseCoordinator:
         decision: Decision,
         *,
         causation: str,
+        causation_source: str,
         keys: dict[str, DataKey],
     ) -> list[Outgoing]:
         """Store an accepted decision (or nothing for a rejection); return what to publish.
-        `keys` collects the data key of each case whose records must be sealed in the outbox."""
+        `keys` collects the data key of each case whose records must be sealed in the outbox;
+        `causation_source` is the source of the message `causation` names (ids answering it
+        are derived from both)."""
         if decision.rejection is not None:
             log.info(
                 "transition rejected",
@@ -148,7 +164,11 @@ class CaseCoordinator:
                 reason=str(decision.rejection.reason),
                 event_id=causation,
             )
-            return [records.rejection_record(decision.rejection, causation=causation)]
+            return [
+                records.rejection_record(
+                    decision.rejection, causation=causation, causation_source=causation_source
+                )
+            ]
         after = decision.case
         assert after is not None
         key = await store.save_case(conn, self._vault, before, after, decision.events)
@@ -167,11 +187,18 @@ class CaseCoordinator:
                 follow_up,
                 recipients=self._follow_up_recipients(follow_up),
                 causation=causation,
+                causation_source=causation_source,
             )
         return out
 
     async def _flag_duplicates(
-        self, conn: Any, case: Case, *, causation: str, keys: dict[str, DataKey]
+        self,
+        conn: Any,
+        case: Case,
+        *,
+        causation: str,
+        causation_source: str,
+        keys: dict[str, DataKey],
     ) -> list[Outgoing]:
         """Possible duplicates (same pseudonymous person key) are flagged on both cases for a
         human to review; cases are never merged."""
@@ -183,7 +210,12 @@ class CaseCoordinator:
             before = await store.load_case(conn, self._vault, flag.case_id)
             decision = decide(before, flag, now=self._clock.now(), ctx=self._ctx)
             out += await self._record(
-                conn, before, decision, causation=f"{causation}:{flag.case_id}", keys=keys
+                conn,
+                before,
+                decision,
+                causation=f"{causation}:{flag.case_id}",
+                causation_source=causation_source,
+                keys=keys,
             )
         return out
 
@@ -264,14 +296,21 @@ class CaseCoordinator:
             )
             return before, []
         return decision.case, await self._record(
-            conn, before, decision, causation=causation, keys=keys
+            conn, before, decision, causation=causation, causation_source=_ERASURES_SEEN, keys=keys
         )
 
     async def _dead_letter(
         self, record: ConsumerRecord[Any, Any], error: EventRejected, *, conn: Any = None
     ) -> None:
-        log.warning("erasure request dead-lettered", code=str(error.code), origin=origin_of(record))
+        with bound_contextvars(**record_ids(record)):
+            log.warning("record dead-lettered", reason=str(error.code))
         letter = dead_letter(record, error, rejected_by=SERVICE)
+        if not fits(letter):
+            # Queued, it would block the outbox behind it for good. The record stays at its
+            # origin (and in the audit log).
+            with bound_contextvars(**record_ids(record)):
+                log.error("dead letter too large to publish; not sent", reason=str(error.code))
+            return
         if conn is not None:
             await store.add_to_outbox(conn, [letter])
             return

@@ -33,7 +33,12 @@ def build_router(coordinator: CaseCoordinator, settings: Settings) -> KafkaRoute
     )
     async def on_valid(_: Any, message: KafkaMessage) -> None:
         await handle_batch(
-            coordinator.process, message, service=SERVICE, pause_s=settings.retry_backoff_s
+            coordinator.process,
+            message,
+            service=SERVICE,
+            pause_s=settings.retry_backoff_s,
+            quarantine=coordinator.quarantine,
+            attempts=settings.record_attempts,
         )
 
     return router

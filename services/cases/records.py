@@ -1,7 +1,9 @@
 """Outgoing records of the cases service: pure functions from domain results to CloudEvents.
 
-Every id is derived from what it answers (case and version, deadline, rejected message), so a
-record published twice after a crash is recognisably the same record.
+Every id is derived from what it answers (case and version, deadline, rejected message) and
+the source of that (the message's source, or this service's for what it originates), so a
+record published twice after a crash is recognisably the same record, and two agencies that
+use the same message id never get records under one id.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ def case_event_record(event: CaseOpened | TransitionRecorded, *, causation: str)
     return _record(
         CASE_EVENTS_TOPIC,
         event,
-        event_id=derived_id("case-event", event.case_id, str(event.version)),
+        event_id=derived_id("case-event", SOURCE, event.case_id, str(event.version)),
         case_id=event.case_id,
         occurred_at=event.occurred_at,
         causation=causation,
@@ -92,7 +94,7 @@ def update_records(updates: Iterable[CaseUpdate], *, causation: str) -> list[Out
         _record(
             updates_topic(u.recipient),
             u,
-            event_id=derived_id("case-update", u.case_id, str(u.version), u.recipient),
+            event_id=derived_id("case-update", SOURCE, u.case_id, str(u.version), u.recipient),
             case_id=u.case_id,
             occurred_at=u.occurred_at,
             causation=causation,
@@ -101,12 +103,14 @@ def update_records(updates: Iterable[CaseUpdate], *, causation: str) -> list[Out
     ]
 
 
-def rejection_record(rejection: TransitionRejected, *, causation: str) -> Outgoing:
+def rejection_record(
+    rejection: TransitionRejected, *, causation: str, causation_source: str
+) -> Outgoing:
     """The refusal goes back to the sender, on its own updates topic."""
     return _record(
         updates_topic(rejection.actor_agency),
         rejection,
-        event_id=derived_id("rejected", causation),
+        event_id=derived_id("rejected", causation_source, causation),
         case_id=rejection.case_id,
         occurred_at=rejection.occurred_at,
         causation=causation,
@@ -120,7 +124,7 @@ def escalation_records(escalation: EscalationRaised) -> list[Outgoing]:
         _record(
             updates_topic(agency),
             escalation,
-            event_id=derived_id("escalation", escalation.deadline_id, agency),
+            event_id=derived_id("escalation", SOURCE, escalation.deadline_id, agency),
             case_id=escalation.case_id,
             occurred_at=escalation.raised_at,
         )
@@ -133,6 +137,7 @@ def follow_up_records(
     *,
     recipients: Iterable[str],
     causation: str,
+    causation_source: str,
 ) -> list[Outgoing]:
     case_id = (
         follow_up.incident_id
@@ -149,7 +154,7 @@ def follow_up_records(
         _record(
             CASE_EVENTS_TOPIC,
             follow_up,
-            event_id=derived_id(name, causation),
+            event_id=derived_id(name, causation_source, causation),
             case_id=case_id,
             occurred_at=occurred,
             causation=causation,
@@ -159,7 +164,7 @@ def follow_up_records(
         _record(
             updates_topic(agency),
             follow_up,
-            event_id=derived_id(name, causation, agency),
+            event_id=derived_id(name, causation_source, causation, agency),
             case_id=case_id,
             occurred_at=occurred,
             causation=causation,

@@ -23,9 +23,9 @@ from aiokafka import AIOKafkaProducer
 
 from services.access.broker import deployment_plan, sync
 from services.audit.config import AuditSettings
-from services.audit.logcheck import verify_against_latest
 from services.audit.queries import EventFilter, find_events
 from services.audit.tree_head import generate_keypair, private_key_pem, public_key_pem
+from services.audit.verify_stored import verify_against_latest
 from services.bootstrap import SERVICES, build_app, load_routing_policy, person_vault
 from services.cases.erasure import erase
 from services.cases.rebuild import rebuild

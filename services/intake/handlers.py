@@ -82,6 +82,11 @@ class Intake:
         await self._publisher.publish_all(outgoing)
         log.debug("batch screened", records=len(records), accepted=sum(first))
 
+    async def quarantine(self, record: ConsumerRecord[Any, Any], error: EventRejected) -> None:
+        """Reject a record the batch runner set aside (it kept failing), as any rejection."""
+        agency = agency_of_inbound(record.topic.removeprefix(self._prefix))
+        await self._publisher.publish_all(self._reject(record, error, agency))
+
     @staticmethod
     def _reject(
         record: ConsumerRecord[Any, Any], error: EventRejected, agency: str | None
@@ -107,7 +112,12 @@ def build_router(intake: Intake, settings: Settings) -> KafkaRouter:
     )
     async def on_inbound(_: Any, message: KafkaMessage) -> None:
         await handle_batch(
-            intake.process, message, service=SERVICE, pause_s=settings.retry_backoff_s
+            intake.process,
+            message,
+            service=SERVICE,
+            pause_s=settings.retry_backoff_s,
+            quarantine=intake.quarantine,
+            attempts=settings.record_attempts,
         )
 
     return router

@@ -32,7 +32,8 @@ def routing_records(
     policy_version: str,
 ) -> list[Outgoing]:
     """The decision event followed by each chosen agency's copy on its inbox."""
-    headers = {name: raw.decode() for name, raw in header_map(record).items()}
+    # `opening_of` checked the CloudEvents headers; any other header is passed on as text.
+    headers = {name: raw.decode("utf-8", "replace") for name, raw in header_map(record).items()}
     event_id, source = headers["ce_id"], headers["ce_source"]
     decision_id = derived_id("route", source, event_id)
     key = case_id.encode()

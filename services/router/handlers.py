@@ -70,6 +70,10 @@ class Router:
             )
         await self._publisher.publish_all(outgoing)
 
+    async def quarantine(self, record: ConsumerRecord[Any, Any], error: EventRejected) -> None:
+        """Dead-letter a record the batch runner set aside (it kept failing)."""
+        await self._publisher.publish_all([dead_letter(record, error, rejected_by=SERVICE)])
+
 
 def build_router(router_service: Router, settings: Settings) -> KafkaRouter:
     router = KafkaRouter()
@@ -83,7 +87,12 @@ def build_router(router_service: Router, settings: Settings) -> KafkaRouter:
     )
     async def on_valid(_: Any, message: KafkaMessage) -> None:
         await handle_batch(
-            router_service.process, message, service=SERVICE, pause_s=settings.retry_backoff_s
+            router_service.process,
+            message,
+            service=SERVICE,
+            pause_s=settings.retry_backoff_s,
+            quarantine=router_service.quarantine,
+            attempts=settings.record_attempts,
         )
 
     return router

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from aiokafka import ConsumerRecord
 from pydantic import BaseModel
 
 from schemas.cases import ACTION_TYPE_PREFIX
+from schemas.envelope import decode_kafka_record
 from schemas.errors import EventRejected, RejectionCode
 from schemas.referral import VictimReferralSubmitted
 from schemas.registry import case_id_of, validate_payload
@@ -38,17 +38,15 @@ class Opening:
 
 
 def opening_of(record: ConsumerRecord[Any, Any]) -> Opening:
-    """The routing facts, case id and payload of a validated event.
+    """The routing facts, case id and payload of a validated event; raises `EventRejected`
+    for one that does not decode (the envelope is checked again, so every header the router
+    reads is there, once, as text).
 
     The payload is validated again with the same models intake used, so that "child" means
     exactly one thing everywhere (`involves_child`), not a second reading of raw JSON.
     """
-    headers = header_map(record)
-    event_type = headers.get("ce_type", b"").decode()
-    try:
-        data = orjson.loads(record.value)
-    except orjson.JSONDecodeError as exc:
-        raise EventRejected(RejectionCode.NOT_JSON, "event value is not JSON") from exc
+    envelope, data = decode_kafka_record(record.headers or (), record.value)
+    event_type = envelope.type
     payload = validate_payload(event_type, data)
     if not isinstance(data, dict):
         raise EventRejected(RejectionCode.INVALID_PAYLOAD, "event data is not a JSON object")

@@ -1,11 +1,17 @@
-"""The one broker factory, the subscriber options every batch consumer shares, and topics."""
+"""The one broker factory, the batch subscriber every consumer shares, and how a batch is run.
+
+A batch either commits or is fetched again; what decides which is `handle_batch`: a bad
+record is dealt with on its own (dead-lettered) and the partition moves on, an infrastructure
+failure pauses the batch until it heals, and a record that fails for any other reason is
+retried a few times, found, and dead-lettered as PROCESSING_FAILED.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
@@ -14,7 +20,10 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage, KafkaRouter
 from faststream.message import StreamMessage
 
+from schemas.errors import EventRejected, RejectionCode
 from services.runtime.credentials import KafkaClientConfig
+from services.runtime.failures import is_infrastructure
+from services.runtime.header_names import tolerate_undecodable_header_names
 from services.runtime.logging import get_logger
 from services.runtime.settings import Settings
 
@@ -42,6 +51,7 @@ def create_broker(
     `KafkaPublisher`, so FastStream's own producer and admin client are not started)."""
     if not any(isinstance(f, _TopicsMadeBySetUp) for f in logger.filters):
         logger.addFilter(_TopicsMadeBySetUp())
+    tolerate_undecodable_header_names()
     return KafkaBroker(
         client.bootstrap,
         security=client.faststream(),
@@ -67,10 +77,11 @@ def batch_subscriber(
     """Subscribe a batch handler that commits only after the batch's effects are durable.
 
     NACK_ON_ERROR: a handler that returns acks (commits) the batch; one that raises is
-    rewound and fetched again. Handlers therefore catch per-message problems themselves
-    (dead-lettering them) and raise only on infrastructure failures, which a retry can heal.
-    The decoder decodes nothing: handlers read `message.raw_message`, so a body that is not
-    JSON reaches the handler (and the dead-letter topic) intact.
+    rewound and fetched again. Handlers run their batch through `handle_batch`, which decides
+    between the two so that no record can hold its partition forever.
+    The parser shows FastStream no headers and the decoder decodes nothing: handlers read
+    `message.raw_message`, so any key, header and value reaches the handler (and the
+    dead-letter topic) intact.
     """
     subscriber = router.subscriber(
         *topics,
@@ -82,6 +93,7 @@ def batch_subscriber(
         batch_timeout_ms=settings.batch_timeout_ms,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         max_partition_fetch_bytes=2 * 1024 * 1024,
+        parser=_parse_without_headers,
         decoder=_no_decoding,
         title=service,
         description=description,
@@ -106,6 +118,14 @@ class Outgoing:
     def to(self, topic: str) -> Outgoing:
         """The same record, for another topic."""
         return Outgoing(topic=topic, value=self.value, key=self.key, headers=self.headers)
+
+
+def fits(record: Outgoing) -> bool:
+    """Whether the producer will take `record` (at most `MAX_RECORD_BYTES`, with room for
+    the batch's own overhead): a dead letter carries what it rejects, which may not fit."""
+    size = len(record.value) + len(record.key or b"")
+    size += sum(len(k.encode()) + len(v.encode()) for k, v in record.headers.items())
+    return size + 1024 <= MAX_RECORD_BYTES
 
 
 class Publisher(Protocol):
@@ -209,32 +229,153 @@ async def _no_decoding(_: StreamMessage[Any]) -> None:
     return
 
 
+async def _parse_without_headers(
+    records: Sequence[ConsumerRecord[Any, Any]],
+    parse: Callable[[tuple[ConsumerRecord[Any, Any], ...]], Awaitable[StreamMessage[Any]]],
+) -> StreamMessage[Any]:
+    """FastStream's own batch parser, shown the records without their headers.
+
+    It decodes every header value as UTF-8 (one that is not, or is null, fails the parse, and
+    FastStream then neither commits nor rewinds: the batch would be skipped unprocessed), and
+    treats some as instructions (`reply_to`: publish the handler's result there). Handlers read
+    the untouched records from `raw_message`.
+    """
+    message = await parse(tuple(replace(r, headers=()) for r in records))
+    message.raw_message = records
+    return message
+
+
 def batch_of(message: KafkaMessage) -> Sequence[ConsumerRecord[Any, Any]]:
     """The records of a batch message (the test broker hands a list, the real one a tuple)."""
     raw = message.raw_message
     return raw if isinstance(raw, tuple | list) else (raw,)
 
 
+Process = Callable[[Sequence[ConsumerRecord[Any, Any]]], Awaitable[None]]
+"""A service's batch logic: handles each record (dead-lettering the bad ones itself) and
+raises only when it cannot go on."""
+Quarantine = Callable[[ConsumerRecord[Any, Any], EventRejected], Awaitable[None]]
+"""Sets one record aside with its reason (publishes its dead letter) so the partition can
+move past it."""
+
+
 async def handle_batch(
-    process: Callable[[Sequence[ConsumerRecord[Any, Any]]], Awaitable[None]],
+    process: Process,
     message: KafkaMessage,
     *,
     service: str,
     pause_s: float,
+    quarantine: Quarantine | None = None,
+    attempts: int = 3,
 ) -> None:
-    """Run `process` on a batch; on failure pause, then re-raise so the batch is fetched again.
+    """Run `process` on a batch so that no record can hold its partition forever.
 
-    Only infrastructure failures get here (per-record problems are dead-lettered inside
-    `process`), and those heal with time: the pause keeps a database outage from turning
-    into a hot loop of refetches, and nothing is committed meanwhile.
+    Returns (the batch is committed) once every record has had its effect or been quarantined.
+    An infrastructure failure (`services.runtime.failures`) pauses `pause_s` and re-raises: the
+    batch is fetched again, nothing moves on. Any other failure is retried `attempts` times in
+    all, then the batch is isolated: each record is processed alone, in order (so a case's
+    records keep their order), and one that still fails is quarantined, as
+    PROCESSING_FAILED or, if it raised `EventRejected`, with that reason. Without `quarantine`
+    the batch is retried until it succeeds, as for an infrastructure failure.
     """
     records = batch_of(message)
-    try:
-        await process(records)
-    except Exception:
-        _log.exception("batch failed; it will be retried", service=service, records=len(records))
+    failure = await _attempt(process, records, service=service, pause_s=pause_s, times=attempts)
+    if failure is None:
+        return
+    if quarantine is None:
+        _log.error(
+            "batch failed and nothing may set a record aside; it will be retried",
+            service=service,
+            records=len(records),
+            exc_info=failure,
+        )
         await asyncio.sleep(pause_s)
-        raise
+        raise failure
+    if len(records) == 1:
+        await _set_aside(quarantine, records[0], failure, service=service, pause_s=pause_s)
+        return
+    _log.warning("isolating the record that fails its batch", service=service, records=len(records))
+    for record in records:
+        failure = await _attempt(process, (record,), service=service, pause_s=pause_s, times=1)
+        if failure is not None:
+            await _set_aside(quarantine, record, failure, service=service, pause_s=pause_s)
+
+
+async def _attempt(
+    process: Process,
+    records: Sequence[ConsumerRecord[Any, Any]],
+    *,
+    service: str,
+    pause_s: float,
+    times: int,
+) -> Exception | None:
+    """Run `process` up to `times` times; None once it succeeds, else the last failure. An
+    infrastructure failure pauses and propagates; `EventRejected` is not retried (a record
+    that does not parse will not parse next time)."""
+    failure: Exception | None = None
+    for attempt in range(1, max(times, 1) + 1):
+        try:
+            await process(records)
+        except Exception as error:
+            if is_infrastructure(error):
+                _log.exception(
+                    "batch failed on infrastructure; it will be retried",
+                    service=service,
+                    records=len(records),
+                )
+                await asyncio.sleep(pause_s)
+                raise
+            failure = error
+            _log.warning(
+                "batch failed",
+                service=service,
+                records=len(records),
+                attempt=attempt,
+                error=type(error).__name__,
+            )
+            if isinstance(error, EventRejected):
+                return error
+            if attempt < times:
+                await asyncio.sleep(pause_s)
+        else:
+            return None
+    return failure
+
+
+async def _set_aside(
+    quarantine: Quarantine,
+    record: ConsumerRecord[Any, Any],
+    failure: Exception,
+    *,
+    service: str,
+    pause_s: float,
+) -> None:
+    """Quarantine one record that keeps failing. If even that fails on infrastructure, the
+    batch is retried; if it fails otherwise, the record is left behind (it stays at its origin,
+    and in the audit log), logged by its identifiers, rather than stall the partition."""
+    reason = (
+        failure
+        if isinstance(failure, EventRejected)
+        else EventRejected(
+            RejectionCode.PROCESSING_FAILED,
+            f"{service} failed to process the record ({type(failure).__name__}) after retries",
+        )
+    )
+    ids = record_ids(record)
+    _log.error(
+        "dead-lettering a record that keeps failing",
+        service=service,
+        reason=str(reason.code),
+        exc_info=failure,
+        **ids,
+    )
+    try:
+        await quarantine(record, reason)
+    except Exception as error:
+        if is_infrastructure(error):
+            await asyncio.sleep(pause_s)
+            raise
+        _log.exception("record could not be dead-lettered; left behind", service=service, **ids)
 
 
 def record_ids(record: ConsumerRecord[Any, Any]) -> dict[str, str | None]:

@@ -46,7 +46,12 @@ class Settings(BaseSettings):
     Without it, possible duplicates are not detected."""
     deadline_tick_s: float = Field(default=5.0, gt=0, le=3600)
     retry_backoff_s: float = Field(default=1.0, ge=0.0, le=60.0)
-    """Pause before a batch that failed on infrastructure (database, broker) is fetched again."""
+    """Pause before a batch that failed on infrastructure (database, broker) is fetched again,
+    and between attempts at a batch that failed otherwise."""
+    record_attempts: int = Field(default=3, ge=1, le=10)
+    """Attempts at a batch that fails for a reason that is neither the data (dead-lettered at
+    once) nor the infrastructure (retried until it heals) before the failing record is found
+    and dead-lettered as PROCESSING_FAILED (`services.runtime.kafka.handle_batch`)."""
 
     @property
     def secrets_dir(self) -> Path:

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Column, Integer, LargeBinary, SmallInteger, Text
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP
+from sqlalchemy.dialects.postgresql import ARRAY, INT8RANGE, JSONB, TIMESTAMP
 from sqlmodel import Field, SQLModel
 
 _TZ = TIMESTAMP(timezone=True)
@@ -56,6 +56,20 @@ class AuditLogRow(SQLModel, table=True):
     sealed_value: bytes | None = _col(LargeBinary, nullable=True)
     """The value sealed under the data key of the person it is about; never plaintext."""
     data_key_id: int | None = _col(BigInteger, nullable=True)
+    original_bytes: bytes | None = _col(LargeBinary, nullable=True)
+    """The key and audited headers exactly as received, when the text columns could not hold
+    them exactly (NUL, not UTF-8, too long, repeated); NULL when they are exact."""
+    leaf_version: int = _col(SmallInteger)
+    """The format of the row's Merkle leaf (docs/audit-leaf-format.md): 1 or 2."""
+
+
+class AuditSeqRange(SQLModel, table=True):
+    """The seqs each insert into `audit_log` used; no two overlap (an exclusion constraint,
+    filled by a trigger: migration 0016), so a seq cannot be used twice."""
+
+    __tablename__ = "audit_seq_range"
+    seqs: Any = _col(INT8RANGE, pk=True)
+    """No two rows overlap, so no two are equal: a key for the ORM (the table has none)."""
 
 
 class AuditHead(SQLModel, table=True):
@@ -73,10 +87,12 @@ class AuditConsumerOffset(SQLModel, table=True):
 
 
 class AuditEmitted(SQLModel, table=True):
+    """Records already logged on a topic only CaseBridge's services write, by the digest of
+    their every byte: a later identical record there is a re-published copy."""
+
     __tablename__ = "audit_emitted"
     kafka_topic: str = _col(Text, pk=True)
-    event_source: str = _col(Text, pk=True)
-    event_id: str = _col(Text, pk=True)
+    record_digest: bytes = _col(LargeBinary, pk=True)
 
 
 class AuditTreeHead(SQLModel, table=True):

@@ -207,7 +207,7 @@ async def test_the_auditors_api_serves_the_erased_records_as_erased(demo: Demo) 
     database = Database(database_url(demo.settings, AUDITOR_ROLE))
     app = create_api(
         demo.settings,
-        AuditSettings(),
+        AuditSettings(export_dir=demo.export_dir),  # the demo's public key is there
         recorder=MemoryQueryRecorder(),
         database=database,
         auditors=AuditorRegistry(

@@ -2,8 +2,8 @@
 
 Each service runs in its own process on the real broker and database; events are published
 steadily while intake, then router, then audit are killed without warning and restarted.
-The oracle is end to end: every event is received, routed and delivered exactly once in the
-audit log, and the log's sequence stays gapless.
+The oracle is end to end: every event is received, validated, routed and delivered exactly
+once in the audit log, and the log's sequence stays gapless.
 """
 
 from __future__ import annotations
@@ -101,6 +101,7 @@ async def test_killed_services_lose_nothing_and_duplicate_nothing(stack: Stack) 
         counts = await _counts(conn, run)
         assert counts == {
             "received": EVENTS,
+            "validated": EVENTS,
             "routed": EVENTS,
             "delivered": EVENTS * DELIVERIES_PER_EVENT,
         }

@@ -2,12 +2,14 @@
 
 Started by the project's own infra/stack.sh into a temporary run directory and torn down
 afterwards. Set CASEBRIDGE_TEST_STACK=dev to reuse the developer's running stack (default
-ports) instead, for quick iterations.
+ports) instead, for quick iterations. `start_cluster` starts a stack whose Kafka is a
+three-node cluster instead (`KAFKA_BROKERS=3`), always its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -35,6 +37,15 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free ports (all held open while chosen, so none comes back twice)."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(n)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
 
 
 @dataclass(frozen=True)
@@ -110,6 +121,9 @@ def start_stack() -> Stack:
         run_dir = Path(tempfile.mkdtemp(prefix="cb-test-"))
         run_dir.chmod(0o755)
         env = dict(os.environ)
+        # One broker, whatever the caller's shell says.
+        for name in ("KAFKA_BROKERS", "KAFKA_PORTS", "KAFKA_CONTROLLER_PORTS"):
+            env.pop(name, None)
         env.update(
             CASEBRIDGE_RUN_DIR=str(run_dir),
             KAFKA_PORT=str(free_port()),
@@ -120,9 +134,48 @@ def start_stack() -> Stack:
         stack = Stack(
             f"127.0.0.1:{env['KAFKA_PORT']}", int(env["PG_PORT"]), run_dir, env, owned=True
         )
+    _prepare(stack)
+    return stack
+
+
+def _prepare(stack: Stack) -> None:
     ensure_deployment_keys(stack.run_dir / "secrets")
     upgrade(stack.url(OWNER_ROLE))
+
+
+def start_cluster(brokers: int = 3) -> Stack:
+    """A stack of its own whose Kafka is a `brokers`-node KRaft cluster on this machine
+    (`KAFKA_BROKERS`), in a temporary run dir on free ports; `stop_stack` ends it. Its
+    `kafka_bootstrap` lists every node."""
+    run_dir = Path(tempfile.mkdtemp(prefix="cb-cluster-"))
+    run_dir.chmod(0o755)
+    ports = free_ports(2 * brokers + 1)
+    client, controller = ports[:brokers], ports[brokers : 2 * brokers]
+    env = dict(os.environ)
+    env.update(
+        CASEBRIDGE_RUN_DIR=str(run_dir),
+        KAFKA_BROKERS=str(brokers),
+        KAFKA_PORTS=",".join(map(str, client)),
+        KAFKA_CONTROLLER_PORTS=",".join(map(str, controller)),
+        KAFKA_PORT=str(client[0]),
+        KAFKA_CONTROLLER_PORT=str(controller[0]),
+        PG_PORT=str(ports[-1]),
+    )
+    bootstrap = ",".join(f"127.0.0.1:{p}" for p in client)
+    stack = Stack(bootstrap, ports[-1], run_dir, env, owned=True)
+    try:
+        subprocess.run([str(STACK_SH), "up"], env=env, check=True, stdout=subprocess.DEVNULL)
+        _prepare(stack)
+    except BaseException:
+        stop_stack(stack)
+        raise
     return stack
+
+
+def kafka_node_pid(stack: Stack, node_id: int) -> int:
+    """The process of node `node_id` of a `start_cluster` stack (its Kafka node id)."""
+    pid_file = stack.run_dir / "kafka" / f"node-{node_id}" / "kafka.pid"
+    return int(pid_file.read_text().strip())
 
 
 def stop_stack(stack: Stack) -> None:

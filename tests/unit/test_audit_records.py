@@ -9,9 +9,11 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import ConsumerRecord
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from schemas.topics import DEADLETTER, ERASURES, ROUTING_DECISIONS
-from services.audit.records import describe
+from schemas.topics import DEADLETTER, ERASURES, EVENTS_VALID, ROUTING_DECISIONS
+from services.audit.records import decode_original, describe, storable
 
 EVENT_HEADERS: list[tuple[str, bytes | None]] = [
     ("ce_id", b"evt-1"),
@@ -259,3 +261,186 @@ def test_an_erasure_request_is_audited_and_sealed_like_anything_else() -> None:
     value = orjson.dumps({"case_id": "CASE-3", "reason": "data subject request"})
     r = describe(record(ERASURES.name, value=value, key=None))
     assert (r.outcome, r.data_subject, r.raw_value) == ("erasure_requested", "case:CASE-3", value)
+
+
+# --- any bytes: every text is storable, the exact bytes are kept where it is not exact ------
+
+HOSTILE_HEADERS: list[tuple[str, bytes | None]] = [
+    ("ce_id", b"evt-\x00-1"),
+    ("ce_source", b"urn:casebridge:agency:id-shelter-ngo:\xff\xfe"),
+    ("ce_type", b"org.casebridge.referral.submitted.v1"),
+    ("ce_subject", b"REF-\x00\xc3"),
+    ("cb_note", b"\xed\xa0\x80 a surrogate, encoded"),
+    ("ce_\x00odd", b"name with NUL"),
+    ("ce_id", b"evt-again"),
+]
+HOSTILE_KEY = b"REF-\x00\xff-key"
+
+
+def _storable(text: str | None) -> bool:
+    """What PostgreSQL text and jsonb accept: valid UTF-8 without NUL."""
+    if text is None:
+        return True
+    text.encode("utf-8")  # raises on a lone surrogate
+    return "\x00" not in text
+
+
+def test_nul_and_invalid_utf8_are_made_storable_and_the_exact_bytes_kept() -> None:
+    headers = [*HOSTILE_HEADERS, ("x-trace", b"\x00 not audited")]
+    r = describe(record("casebridge.in.id-shelter-ngo", headers=headers, key=HOSTILE_KEY))
+    texts = [r.event_id, r.event_source, r.event_type, r.subject, r.agency, r.kafka_topic]
+    texts += [r.data_subject, *r.attributes, *r.attributes.values()]
+    assert all(_storable(t) for t in texts), texts
+    assert b"\\u0000" not in orjson.dumps(r.attributes), "jsonb refuses \\u0000"
+    assert r.attributes["ce_source"] == "urn:casebridge:agency:id-shelter-ngo:\\xff\\xfe"
+    assert r.attributes["ce_subject"] == "REF-\\x00\\xc3"
+    assert r.attributes["ce_\\x00odd"] == "name with NUL"
+    assert r.event_id == "evt-again", "the last of a repeated header, as consumers read it"
+    assert r.subject == "REF-\\x00\\xc3"
+    assert r.original is not None
+    key, kept = decode_original(r.original)
+    assert key == HOSTILE_KEY
+    assert kept == HOSTILE_HEADERS, "every audited header, exactly, repeats and order kept"
+
+
+def test_a_key_that_is_not_text_is_escaped_for_the_subject_and_kept_exactly() -> None:
+    headers = [h for h in EVENT_HEADERS if h[0] != "ce_subject"]
+    r = describe(record("casebridge.in.au-jrcc", headers=headers, key=b"\xff\x00", value=None))
+    assert (r.subject, r.data_subject) == ("\\xff\\x00", "case:\\xff\\x00")
+    assert r.original is not None
+    assert decode_original(r.original)[0] == b"\xff\x00"
+
+
+def test_a_case_id_with_nul_in_the_value_gives_a_storable_data_subject() -> None:
+    value = orjson.dumps({"case_id": "CASE\x00-1", "reporting_agency": "x\x00y"})
+    r = describe(record("casebridge.cases.events", value=value))
+    assert (r.data_subject, r.agency) == ("case:CASE\\x00-1", "x\\x00y")
+
+
+def test_an_ordinary_record_keeps_no_second_copy_of_its_headers() -> None:
+    r = describe(record("casebridge.in.id-shelter-ngo"))
+    assert r.original is None
+    assert r.attributes["ce_id"] == "evt-1"
+
+
+@pytest.mark.parametrize(
+    ("raw", "text", "exact"),
+    [
+        (b"plain", "plain", True),
+        ("ünï".encode(), "ünï", True),
+        (b"a\x00b", "a\\x00b", False),
+        (b"a\xffb", "a\\xffb", False),
+        (b"a\\xffb", "a\\xffb", True),  # literally a backslash: exact, so nothing else is kept
+        (None, "", False),
+    ],
+)
+def test_storable_escapes_only_what_postgresql_refuses(
+    raw: bytes | None, text: str, exact: bool
+) -> None:
+    assert storable(raw) == (text, exact)
+
+
+# --- the validated stream -------------------------------------------------------------------
+
+
+def test_the_validated_stream_is_audited_as_validated_for_the_agency_intake_named() -> None:
+    headers = [*EVENT_HEADERS, ("cb_agency", b"id-shelter-ngo")]
+    r = describe(record(EVENTS_VALID.name, headers=headers))
+    assert (r.outcome, r.agency, r.event_id, r.data_subject) == (
+        "validated",
+        "id-shelter-ngo",
+        "evt-1",
+        "case:REF-1",
+    )
+
+
+# --- re-published copies ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("topic", ["casebridge.in.id-shelter-ngo", ERASURES.name])
+def test_records_others_write_are_never_taken_for_copies(topic: str) -> None:
+    assert describe(record(topic)).copy_digest is None
+
+
+def test_a_copy_is_the_same_record_in_every_byte_but_its_time() -> None:
+    topic = ROUTING_DECISIONS.name
+    timed = [*EVENT_HEADERS, ("ce_time", b"2026-12-01T00:00:00Z")]
+    first = describe(record(topic, headers=timed)).copy_digest
+    assert first is not None
+    retimed = [*EVENT_HEADERS, ("ce_time", b"2026-12-01T00:00:09Z")]
+    assert describe(record(topic, headers=retimed)).copy_digest == first
+    different = {
+        "value": describe(record(topic, headers=timed, value=PAYLOAD + b" ")),
+        "no value": describe(record(topic, headers=timed, value=None)),
+        "empty value": describe(record(topic, headers=timed, value=b"")),
+        "key": describe(record(topic, headers=timed, key=b"REF-2")),
+        "no key": describe(record(topic, headers=timed, key=None)),
+        "header": describe(record(topic, headers=[*timed, ("x-trace", b"t")])),
+        "null header": describe(record(topic, headers=[*timed, ("x-trace", None)])),
+        "order": describe(record(topic, headers=list(reversed(timed)))),
+    }
+    digests = {name: r.copy_digest for name, r in different.items()}
+    assert first not in digests.values(), digests
+    assert len(set(digests.values())) == len(digests)
+
+
+def test_the_topic_prefix_does_not_hide_a_service_topic() -> None:
+    r = describe(record("t1." + ROUTING_DECISIONS.name), topic_prefix="t1.")
+    assert r.copy_digest is not None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"original": {"headers": 5, "key_b64": 7, "value_b64": ["x"]}},
+        {"original": {"headers": [["ce_subject", "not base64!"], [1, 2], "x"]}},
+        {"original": "not an object"},
+    ],
+    ids=["wrong-types", "odd-headers", "original-not-an-object"],
+)
+def test_a_malformed_dead_letter_body_is_still_described(body: dict[str, Any]) -> None:
+    """Whatever a record holds, describing it never fails: a failure would stall the audit."""
+    r = describe(record(DEADLETTER.name, headers=DEAD_HEADERS, value=orjson.dumps(body)))
+    assert (r.outcome, r.data_subject) == ("rejected", "case:REF-1")
+
+
+_NAMES = st.sampled_from(
+    ["ce_id", "ce_source", "ce_type", "ce_subject", "cb_agency", "cb_original_id", "x-other"]
+)
+_BYTES = st.binary(max_size=40) | st.sampled_from([b"\x00", b"\xff", b"\xed\xa0\x80"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    topic=st.sampled_from(
+        [
+            "casebridge.in.id-shelter-ngo",
+            EVENTS_VALID.name,
+            DEADLETTER.name,
+            ROUTING_DECISIONS.name,
+            "casebridge.rejections.au-jrcc",
+        ]
+    ),
+    key=st.none() | _BYTES,
+    value=st.none() | _BYTES | st.builds(orjson.dumps, st.dictionaries(st.text(), st.text())),
+    headers=st.lists(
+        st.tuples(_NAMES | st.text(max_size=8).map("ce_".__add__), st.none() | _BYTES),
+        max_size=8,
+    ),
+)
+def test_any_bytes_are_described_storably_and_kept_exactly(
+    topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes | None]]
+) -> None:
+    r = describe(record(topic, key=key, value=value, headers=headers))
+    texts = [r.event_id, r.event_source, r.event_type, r.subject, r.agency, r.reason_code]
+    texts += [r.kafka_topic, r.data_subject, *r.attributes, *r.attributes.values()]
+    assert all(_storable(t) for t in texts)
+    audited = [h for h in headers if h[0].startswith(("ce_", "cb_"))]
+    exact = r.original is None
+    if exact:
+        # Nothing else is kept, so the text must be the bytes.
+        assert key is None or (r.subject or "").encode() == key or "ce_subject" in r.attributes
+        assert all(r.attributes[n] == (v or b"").decode() for n, v in audited)
+    else:
+        assert r.original is not None
+        assert decode_original(r.original) == (key, audited)

@@ -106,14 +106,29 @@ def test_id_is_derived_from_the_position_so_a_replay_repeats_it() -> None:
     first = dead_letter(record(), ERROR, rejected_by="intake").headers["ce_id"]
     again = dead_letter(record(), ERROR, rejected_by="intake").headers["ce_id"]
     elsewhere = dead_letter(record(offset=42), ERROR, rejected_by="intake").headers["ce_id"]
-    assert first == again == derived_id("deadletter", "casebridge.in.id-shelter-ngo/2/41")
+    assert first == again
+    assert first == derived_id(
+        "deadletter", "casebridge/intake", "casebridge.in.id-shelter-ngo/2/41"
+    )
     assert elsewhere != first
 
 
-def test_derived_ids_separate_kinds_and_parts() -> None:
-    assert derived_id("route", "a", "b") == derived_id("route", "a", "b")
-    assert derived_id("route", "a", "b") != derived_id("deadletter", "a", "b")
-    assert derived_id("route", "a", "b") != derived_id("route", "ab", "")
+def test_two_services_rejecting_one_record_do_not_share_an_id() -> None:
+    """The router and the cases service both read the validated stream: each dead letter's
+    id includes its own source."""
+    by_router = dead_letter(record(), ERROR, rejected_by="router").headers["ce_id"]
+    by_cases = dead_letter(record(), ERROR, rejected_by="cases").headers["ce_id"]
+    assert by_router != by_cases
+
+
+def test_derived_ids_separate_kinds_sources_and_parts() -> None:
+    assert derived_id("route", "src", "a", "b") == derived_id("route", "src", "a", "b")
+    assert derived_id("route", "src", "a") != derived_id("deadletter", "src", "a")
+    assert derived_id("route", "src", "a") != derived_id("route", "other-src", "a")
+    assert derived_id("route", "src", "a", "b") != derived_id("route", "src", "ab", "")
+    # No separator byte inside a part (an agency's id can hold any) makes two inputs meet.
+    assert derived_id("route", "s", "a\x1fb", "c") != derived_id("route", "s", "a", "b\x1fc")
+    assert derived_id("route", "s\x1fa", "b") != derived_id("route", "s", "a\x1fb")
 
 
 def test_record_without_attributes_still_dead_letters() -> None:

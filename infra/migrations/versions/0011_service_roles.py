@@ -10,7 +10,7 @@ is one the service's code uses, nothing more:
   (payloads of every agency) nor change it; the sequence counter `audit_head` (read under
   FOR UPDATE, then advanced), its Kafka offsets, and the emitted-record identities it claims
   with INSERT ... ON CONFLICT DO NOTHING RETURNING.
-* `casebridge_signer` (services/audit/checkpoints.py): reads the log's leaves, reads and adds
+* `casebridge_signer` (services/audit/signer.py): reads the log's leaves, reads and adds
   signed tree heads; the only role that may INSERT into `audit_tree_head`.
 * `casebridge_auditor` (the auditors' API, `casebridge audit verify`, `casebridge cases rebuild`
   without --write, the demo's reports): SELECT on the audit tables and on the case log and

@@ -4,6 +4,7 @@ case through the person vault), and the signer, each as its own database role.""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -13,12 +14,17 @@ import asyncpg
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from services.audit.canonical import AuditEntry, entry_leaf_hash
-from services.audit.checkpoints import TreeHeadSigner
-from services.audit.logcheck import KekLoader
+from services.audit.canonical import (
+    AuditEntry,
+    canonical_attributes,
+    entry_leaf_hash,
+    original_digest,
+)
 from services.audit.sealed import seal_value
+from services.audit.signer import TreeHeadSigner
 from services.audit.store import COLUMNS
 from services.audit.tree_head import SignedTreeHead
+from services.audit.verify_stored import KekLoader
 from services.privacy.keys import load_kek
 from services.privacy.vault import PersonVault, case_subject
 from services.runtime.credentials import service_role
@@ -85,9 +91,18 @@ class Row:
         return tuple(values)
 
 
-def make_row(seq: int, *, case: str | None = None, raw: bytes | None = b"", day: int = 0) -> Row:
+def make_row(
+    seq: int,
+    *,
+    case: str | None = None,
+    raw: bytes | None = b"",
+    day: int = 0,
+    version: int = 2,
+    original: bytes | None = None,
+) -> Row:
     """Record `seq`: cases, agencies and types cycle; times cross a month boundary so two
-    partitions are used. `raw=b""` means a JSON payload, None a record without a value."""
+    partitions are used. `raw=b""` means a JSON payload, None a record without a value.
+    `version`: the leaf format, 2 as the writer logs today or 1 as it did before 0017."""
     case = case if case is not None else CASES[seq % len(CASES)]
     agency = AGENCIES[seq % len(AGENCIES)]
     event_type = TYPES[seq % len(TYPES)]
@@ -100,6 +115,7 @@ def make_row(seq: int, *, case: str | None = None, raw: bytes | None = b"", day:
     event_id = f"evt-{seq:04d}"
     source = f"urn:casebridge:agency:{agency}"
     topic = "casebridge.in.id-shelter-ngo"
+    attributes = {"ce_id": event_id, "ce_source": source, "ce_type": event_type}
     entry = AuditEntry(
         seq=seq,
         event_id=event_id,
@@ -113,33 +129,39 @@ def make_row(seq: int, *, case: str | None = None, raw: bytes | None = b"", day:
         outcome="received",
         reason_code=None,
         payload_digest=digest,
-    )
-    attributes = orjson.dumps(
-        {"ce_id": event_id, "ce_source": source, "ce_type": event_type}
-    ).decode()
-    return Row(
-        (
-            seq,
-            recorded_at,
-            event_id,
-            source,
-            event_type,
-            case,
-            agency,
-            "received",
-            None,
-            topic,
-            seq % 3,
-            seq,
-            attributes,
-            None,
-            None,
-            digest,
-            entry_leaf_hash(entry),
+        **(
+            {
+                "agency": agency,
+                "attributes": canonical_attributes(attributes),
+                "original_digest": original_digest(original),
+                "leaf_version": 2,
+            }
+            if version == 2
+            else {}
         ),
-        raw,
-        case,
     )
+    values = {
+        "seq": seq,
+        "recorded_at": recorded_at,
+        "event_id": event_id,
+        "event_source": source,
+        "event_type": event_type,
+        "subject": case,
+        "agency": agency,
+        "outcome": "received",
+        "reason_code": None,
+        "kafka_topic": topic,
+        "kafka_partition": seq % 3,
+        "kafka_offset": seq,
+        "attributes": orjson.dumps(attributes).decode(),
+        "sealed_value": None,
+        "data_key_id": None,
+        "payload_digest": digest,
+        "leaf_hash": entry_leaf_hash(entry),
+        "original_bytes": original,
+        "leaf_version": version,
+    }
+    return Row(tuple(values[c] for c in COLUMNS), raw, case)
 
 
 async def append(db: AuditDb, rows: list[Row]) -> None:
@@ -162,10 +184,16 @@ async def append(db: AuditDb, rows: list[Row]) -> None:
 
 
 async def seed_and_sign(
-    db: AuditDb, export_dir: Path | None, sizes: tuple[int, ...] = (10, 20, 40)
+    db: AuditDb,
+    export_dir: Path | None,
+    sizes: tuple[int, ...] = (10, 20, 40),
+    *,
+    version_of: Callable[[int], int] = lambda seq: 2,
+    rows: bool = True,
 ) -> list[SignedTreeHead]:
     """Append records 0..max(sizes)-1 as the writer, signing a tree head at each size as the
-    signer would with some cadence (as the signer's role). Returns the heads."""
+    signer would with some cadence (as the signer's role). Returns the heads. `version_of`:
+    each record's leaf format; `rows=False` signs what the log already holds."""
     pool = await asyncpg.create_pool(asyncpg_dsn(db.signer), min_size=1, max_size=2)
     heads: list[SignedTreeHead] = []
     try:
@@ -173,7 +201,8 @@ async def seed_and_sign(
         await signer.start()
         start = 0
         for size in sizes:
-            await append(db, [make_row(s) for s in range(start, size)])
+            if rows:
+                await append(db, [make_row(s, version=version_of(s)) for s in range(start, size)])
             await signer.poll()
             heads.append(await signer.sign())
             start = size

@@ -4,6 +4,7 @@ details, proofs, export, recording of every query, and no 5xx on malformed input
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import asyncpg
 import httpx
 import orjson
 import pytest
@@ -30,11 +32,12 @@ from services.audit.config import (
     token_hash,
 )
 from services.audit.queries import encode_cursor
-from services.audit.tree_head import sth_from_dict
-from services.runtime.database import Database
+from services.audit.tree_head import sign_tree_head, sth_from_dict
+from services.runtime.database import Database, asyncpg_dsn
 from tests.integration.audit.support import (
     AGENCIES,
     CASES,
+    KEY,
     PUBLIC,
     T0,
     TYPES,
@@ -90,6 +93,7 @@ async def serving(
         recorder=recorder,
         database=database,
         auditors=registry(),
+        public_key=PUBLIC,
     )
     try:
         async with (
@@ -346,6 +350,60 @@ async def test_tree_heads_and_consistency_proofs(api: Api) -> None:
         assert ok, message
 
 
+async def test_heads_that_cannot_be_trusted_are_never_served_and_are_listed(api: Api) -> None:
+    """The database owner adds heads: one no key signed, one validly signed but covering far
+    more records than the log holds, one validly signed but dated before the first head.
+    None becomes the latest, enters the history or backs a proof; each is listed with why."""
+    assert (await api.get("/v1/tree-heads/rejected")).json() == {"items": [], "next_cursor": None}
+    honest = (await api.get("/v1/tree-heads/latest")).json()
+    forged = sign_tree_head(KEY, 41, hashlib.sha256(b"x").digest(), honest["timestamp"] + 1)
+    forged = dataclasses.replace(forged, signature=bytes(64))
+    beyond = sign_tree_head(KEY, 1000, hashlib.sha256(b"y").digest(), honest["timestamp"] + 2)
+    backdated = sign_tree_head(KEY, 39, hashlib.sha256(b"z").digest(), 1)
+    conn = await asyncpg.connect(asyncpg_dsn(api.db.owner))
+    try:
+        for head in (forged, beyond, backdated):
+            await conn.execute(
+                "INSERT INTO audit_tree_head (tree_size, root_hash, timestamp_ms, signature,"
+                " key_id) VALUES ($1, $2, $3, $4, $5)",
+                head.tree_size,
+                head.root_hash,
+                head.timestamp,
+                head.signature,
+                head.key_id,
+            )
+    finally:
+        await conn.close()
+    assert (await api.get("/v1/tree-heads/latest")).json() == honest
+    page = (await api.get("/v1/tree-heads", limit=50)).json()
+    assert [h["tree_size"] for h in page["items"]] == [10, 20, 40]
+    body = (await api.get("/v1/events/5", proof="true")).json()
+    assert body["inclusion_proof"]["tree_size"] == 40
+    assert check_inclusion(body["record"], body["inclusion_proof"], PUBLIC)[0]
+    assert (await api.get("/v1/proofs/consistency", first=10)).json()["second"] == 40
+    assert_problem(await api.get("/v1/events/5", proof="true", tree_size=41), 409)
+    rejected = (await api.get("/v1/tree-heads/rejected")).json()
+    assert [(r["tree_head"]["tree_size"], r["reason"]) for r in rejected["items"]] == [
+        (39, "timestamp_not_increasing"),
+        (41, "bad_signature"),
+        (1000, "beyond_log"),
+    ]
+    assert all(r["detail"] for r in rejected["items"])
+    first = (await api.get("/v1/tree-heads/rejected", limit=2)).json()
+    rest = (await api.get("/v1/tree-heads/rejected", cursor=first["next_cursor"])).json()
+    assert first["items"] + rest["items"] == rejected["items"]
+
+
+async def test_served_records_carry_their_leaf_format_and_exact_bytes(api: Api) -> None:
+    """What a v2 leaf covers is served, so an auditor can recompute it (check_inclusion)."""
+    body = (await api.get("/v1/events/3", proof="true")).json()
+    assert (body["record"]["leaf_version"], body["record"]["original_bytes"]) == (2, None)
+    assert body["record"]["attributes"]["ce_id"] == "evt-0003"
+    assert check_inclusion(body["record"], body["inclusion_proof"], PUBLIC)[0]
+    moved = {**body["record"], "agency": "elsewhere"}
+    assert not check_inclusion(moved, body["inclusion_proof"], PUBLIC)[0]
+
+
 async def test_a_case_export_is_its_whole_history_as_json_lines(api: Api) -> None:
     response = await api.get(f"/v1/cases/{CASES[0]}/export", token=FULL)
     assert response.headers["content-type"] == "application/x-ndjson"
@@ -363,6 +421,7 @@ async def test_openapi_is_published(api: Api) -> None:
         "/v1/events/{seq}",
         "/v1/tree-heads/latest",
         "/v1/tree-heads",
+        "/v1/tree-heads/rejected",
         "/v1/proofs/consistency",
         "/v1/cases/{case_id}/export",
     }
@@ -377,6 +436,7 @@ PARAMS = {
     "/v1/events/{}": ["proof", "tree_size"],
     "/v1/tree-heads/latest": [],
     "/v1/tree-heads": ["cursor", "limit"],
+    "/v1/tree-heads/rejected": ["cursor", "limit"],
     "/v1/proofs/consistency": ["first", "second"],
     "/v1/cases/{}/export": [],
 }

@@ -16,13 +16,16 @@ import orjson
 import pytest
 
 from schemas.topics import AUDIT_TREE_HEADS
-from services.audit import logcheck
+from services.audit import verify_stored
 from services.audit.api import AUDIT_QUERIES_TOPIC, AuditorQuery, KafkaQueryRecorder
-from services.audit.canonical import AuditEntry, entry_leaf_hash
-from services.audit.checkpoints import TreeHeadSigner, signer_connections
+from services.audit.canonical import (
+    AuditEntry,
+    canonical_attributes,
+    entry_leaf_hash,
+    original_digest,
+)
 from services.audit.cli import main
 from services.audit.config import token_hash
-from services.audit.logcheck import read_tree_heads_file, verify_database
 from services.audit.merkle import verify_consistency, verify_inclusion
 from services.audit.queries import (
     LeafHashCache,
@@ -31,8 +34,10 @@ from services.audit.queries import (
     consistency_proof,
     fetch_leaf_hashes,
     inclusion_proof,
+    screened_tree_heads,
 )
 from services.audit.records import describe
+from services.audit.signer import TreeHeadSigner, signer_connections
 from services.audit.store import AuditLog
 from services.audit.tree_head import (
     generate_keypair,
@@ -41,6 +46,7 @@ from services.audit.tree_head import (
     sth_from_json,
     verify_tree_head,
 )
+from services.audit.verify_stored import read_tree_heads_file, verify_database
 from services.runtime.credentials import kafka_client, service_principal
 from services.runtime.database import Database, asyncpg_dsn
 from services.runtime.settings import REPO_ROOT
@@ -77,12 +83,14 @@ async def test_every_record_is_provably_in_every_head_that_covers_it(signed: Aud
     try:
         heads = await all_tree_heads(pool)
         assert [h.tree_size for h in heads] == [10, 20, 40]
+        screened = await screened_tree_heads(pool, PUBLIC)
+        assert screened.accepted == tuple(heads)
         leaves = await fetch_leaf_hashes(pool)
         cache = LeafHashCache()
         for head in heads:
             assert verify_tree_head(PUBLIC, head)
             for seq in range(head.tree_size):
-                proof = await inclusion_proof(pool, cache, seq, head.tree_size)
+                proof = await inclusion_proof(pool, cache, seq, head.tree_size, heads=screened)
                 assert proof.tree_head == head
                 assert verify_inclusion(
                     leaves[seq], seq, head.tree_size, proof.path, head.root_hash
@@ -97,12 +105,14 @@ async def test_every_record_is_provably_in_every_head_that_covers_it(signed: Aud
             for second in heads:
                 if first.tree_size > second.tree_size:
                     continue
-                p = await consistency_proof(pool, cache, first.tree_size, second.tree_size)
+                p = await consistency_proof(
+                    pool, cache, first.tree_size, second.tree_size, heads=screened
+                )
                 assert verify_consistency(
                     first.tree_size, second.tree_size, first.root_hash, second.root_hash, p.path
                 )
         # Against the latest head by default; the cache followed the log without reloading.
-        latest = await inclusion_proof(pool, cache, 3)
+        latest = await inclusion_proof(pool, cache, 3, heads=screened)
         assert latest.tree_size == 40
         assert cache.size == 40
     finally:
@@ -243,11 +253,11 @@ async def test_the_signer_exports_heads_to_a_file_the_table_and_kafka(
 ) -> None:
     settings = stack.deployment(database=audit_db.name, topic_prefix=namespace)
     topic = AUDIT_TREE_HEADS.name
-    db, publisher = signer_connections(settings)  # the signer's own role and principal
+    db, heads_topic = signer_connections(settings)  # the signer's own role and principal
     await db.start()
     stop = asyncio.Event()
     signer = TreeHeadSigner(
-        db.pool, KEY, every_records=5, every_seconds=0.5, export_dir=tmp_path, publish=publisher
+        db.pool, KEY, every_records=5, every_seconds=0.5, export_dir=tmp_path, topic=heads_topic
     )
     task = asyncio.create_task(signer.run(stop, poll_interval=0.05))
     try:
@@ -260,7 +270,7 @@ async def test_the_signer_exports_heads_to_a_file_the_table_and_kafka(
     finally:
         stop.set()
         await task
-        await publisher.close()
+        await heads_topic.close()
         await db.close()
     file_heads = read_tree_heads_file(tmp_path / "tree-heads.jsonl")
     assert {h.tree_size for h in file_heads} == {h.tree_size for h in table_heads}
@@ -270,17 +280,17 @@ async def test_the_signer_exports_heads_to_a_file_the_table_and_kafka(
     assert (tmp_path / "leaf-hashes.bin").stat().st_size == 13 * 32
 
     # A restarted signer picks up where it stopped and re-publishes its last head.
-    db, publisher = signer_connections(settings)
+    db, heads_topic = signer_connections(settings)
     await db.start()
     try:
-        again = TreeHeadSigner(db.pool, KEY, export_dir=tmp_path, publish=publisher)
+        again = TreeHeadSigner(db.pool, KEY, export_dir=tmp_path, topic=heads_topic)
         await again.start()
         assert again.tree_size == 13
         assert again.last_signed == file_heads[-1]
         await again.flush()
         assert again.unpublished == 0
     finally:
-        await publisher.close()
+        await heads_topic.close()
         await db.close()
     report = await verify_database(
         audit_db.auditor, PUBLIC, tree_heads=file_heads, use_table_heads=False, workers=1
@@ -443,22 +453,35 @@ async def test_a_stopped_signer_signs_what_arrived_since_its_last_round(
         await db.close()
 
 
-async def test_rows_with_awkward_values_verify(audit_db: AuditDb, tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [1, 2])
+async def test_rows_with_awkward_values_verify(
+    audit_db: AuditDb, tmp_path: Path, version: int
+) -> None:
     """The verifier reads rows without building `AuditEntry` objects; what it hashes must be
-    exactly the canonical leaf for any value a record may hold."""
+    exactly the canonical leaf for any value a record may hold, in either leaf format."""
     awkward = ['q"uote', "back\\slash", "tab\tnew\nline\r\x01\x1f\x7f", "é ü 中 😀 \u2028", ""]
     rows = []
     for seq, text in enumerate(awkward * 2):
-        base = make_row(seq, raw=None if seq == 3 else b"")
+        original = text.encode() + b"\xff" if seq % 4 == 1 else None
+        base = make_row(seq, raw=None if seq == 3 else b"", version=version, original=original)
         values: list[Any] = list(base.values)
         values[2] = text or "-"  # event_id
         values[5] = None if seq % 2 else text  # subject
+        values[6] = text if seq % 2 else None  # agency
         values[8] = text if seq % 3 == 0 else None  # reason_code
+        attributes = {"ce_id": text, text + "-name": "\\x00" + text, "content-type": ""}
+        values[12] = orjson.dumps(attributes).decode()
+        v2 = {
+            "agency": values[6],
+            "attributes": canonical_attributes(attributes),
+            "original_digest": original_digest(original),
+            "leaf_version": 2,
+        }
         entry = AuditEntry(
             seq=seq, event_id=values[2], event_source=values[3], event_type=values[4],
             subject=values[5], kafka_topic=values[9], kafka_partition=values[10],
             kafka_offset=values[11], recorded_at=values[1], outcome=values[7],
-            reason_code=values[8], payload_digest=values[15],
+            reason_code=values[8], payload_digest=values[15], **(v2 if version == 2 else {}),
         )  # fmt: skip
         values[16] = entry_leaf_hash(entry)
         rows.append(Row(tuple(values), base.raw, base.case))
@@ -472,7 +495,7 @@ async def test_rows_with_awkward_values_verify(audit_db: AuditDb, tmp_path: Path
         await pool.close()
     # The fast pass on its own (a wrong fast pass would only be caught by the slower
     # diagnosis, so a final "ok" does not prove it right).
-    evidence = await logcheck._read_chunk(audit_db.auditor, 0, len(rows), audit_db.kek)
+    evidence = await verify_stored._read_chunk(audit_db.auditor, 0, len(rows), audit_db.kek)
     expected = [r.values[16] for r in rows]
     assert bytes(evidence.recomputed) == b"".join(h for h in expected if isinstance(h, bytes))
     assert (evidence.payloads_checked, evidence.seal_bad, evidence.payload_bad) == (

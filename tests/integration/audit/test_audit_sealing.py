@@ -22,14 +22,14 @@ import pytest
 from aiokafka import ConsumerRecord
 
 from services.audit.api import MemoryQueryRecorder, create_api
-from services.audit.checkpoints import TreeHeadSigner
 from services.audit.cli import check_inclusion, main
 from services.audit.config import SCOPE_PAYLOAD, Auditor, AuditorRegistry, AuditSettings, token_hash
-from services.audit.logcheck import read_tree_heads_file, verify_database, verify_export
 from services.audit.queries import EventFilter, find_events
 from services.audit.records import describe
+from services.audit.signer import TreeHeadSigner
 from services.audit.store import AuditLog
 from services.audit.tree_head import SignedTreeHead, public_key_pem
+from services.audit.verify_stored import read_tree_heads_file, verify_database, verify_export
 from services.privacy.vault import PersonVault, case_subject
 from services.runtime.database import Database, asyncpg_dsn
 from tests.integration.audit.support import KEY, PUBLIC, AuditDb
@@ -226,6 +226,7 @@ async def api_client(stack: Stack, db: AuditDb) -> AsyncIterator[httpx.AsyncClie
         recorder=MemoryQueryRecorder(),
         database=database,
         auditors=registry,
+        public_key=PUBLIC,
     )
     try:
         async with (
@@ -336,10 +337,16 @@ async def test_keys_of_a_batch_that_rolled_back_are_not_used_again(audit_db: Aud
     await writer.start()
     try:
         log = AuditLog(writer, audit_db.vault(), consumer="test.rollback")
-        # PostgreSQL text cannot hold NUL: the COPY fails, after the case's key was made.
-        bad = consumer_record("casebridge.in.x", 0, referral(KEPT, 0), event_id="evt\x00nul")
-        with pytest.raises(asyncpg.PostgresError):
-            await log.append_batch([describe(bad)])
+        # Seq 0 is taken (as by another writer): the COPY fails, after the case's key was made.
+        owner = await asyncpg.connect(asyncpg_dsn(audit_db.owner))
+        try:
+            await owner.execute("INSERT INTO audit_seq_range (seqs) VALUES ('[0,1)')")
+            bad = consumer_record("casebridge.in.x", 0, referral(KEPT, 0))
+            with pytest.raises(asyncpg.ExclusionViolationError):
+                await log.append_batch([describe(bad)])
+            await owner.execute("UPDATE audit_head SET next_seq = 1")
+        finally:
+            await owner.close()
         good = consumer_record("casebridge.in.x", 0, referral(KEPT, 0))
         await log.append_batch([describe(good)])
     finally:

@@ -10,16 +10,31 @@ key-encryption key: it can move, alter or drop sealed values, not seal new ones.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
 import pytest
+from aiokafka import ConsumerRecord
 
-from services.audit.canonical import AuditEntry, entry_leaf_hash
-from services.audit.checkpoints import TreeHeadSigner
-from services.audit.logcheck import (
+from services.audit.canonical import entry_leaf_hash
+from services.audit.cli import main as cli_main
+from services.audit.queries import LEAF_COLUMN_NAMES, LogIntegrityError, entry_from_row
+from services.audit.records import describe
+from services.audit.sealed import seal_value
+from services.audit.signer import TreeHeadSigner
+from services.audit.store import AuditLog
+from services.audit.tree_head import HEAD_BAD_SIGNATURE, key_id, public_key_pem
+from services.audit.verify_entries import (
+    DUPLICATE_SEQ,
+    GAP,
+    ROOT_MISMATCH,
+    SIZE_MISMATCH,
+    VerificationReport,
+)
+from services.audit.verify_stored import (
     PAYLOAD_MISMATCH,
     SEALED_VALUE_BROKEN,
     read_leaf_hashes_file,
@@ -27,16 +42,7 @@ from services.audit.logcheck import (
     verify_against_latest,
     verify_database,
 )
-from services.audit.queries import LogIntegrityError
-from services.audit.sealed import seal_value
-from services.audit.verify import (
-    DUPLICATE_SEQ,
-    GAP,
-    ROOT_MISMATCH,
-    SIZE_MISMATCH,
-    VerificationReport,
-)
-from services.runtime.database import asyncpg_dsn
+from services.runtime.database import Database, asyncpg_dsn
 from tests.integration.audit.support import (
     COLUMNS,
     KEY,
@@ -89,22 +95,9 @@ async def signed(audit_db: AuditDb, tmp_path: Path) -> AuditDb:
 
 
 def leaf_of(seq: int, row: asyncpg.Record) -> bytes:
-    return entry_leaf_hash(
-        AuditEntry(
-            seq=seq,
-            event_id=row["event_id"],
-            event_source=row["event_source"],
-            event_type=row["event_type"],
-            subject=row["subject"],
-            kafka_topic=row["kafka_topic"],
-            kafka_partition=row["kafka_partition"],
-            kafka_offset=row["kafka_offset"],
-            recorded_at=row["recorded_at"],
-            outcome=row["outcome"],
-            reason_code=row["reason_code"],
-            payload_digest=row["payload_digest"],
-        )
-    )
+    """The leaf hash a careful tamperer stores for a changed row (in the row's format)."""
+    values = [seq, *(row[c] for c in LEAF_COLUMN_NAMES[1:])]
+    return entry_leaf_hash(entry_from_row(values))
 
 
 async def insert(conn: asyncpg.Connection, row: Row) -> None:
@@ -121,6 +114,27 @@ async def change_leaf_field(conn: asyncpg.Connection) -> None:
     await conn.execute(
         "UPDATE audit_log SET event_type = 'org.casebridge.forged.v1' WHERE seq = 17"
     )
+
+
+async def change_agency(conn: asyncpg.Connection) -> None:
+    """An auditor filters by agency: moving a record to another agency hides it there."""
+    await conn.execute("UPDATE audit_log SET agency = 'id-shelter-ngo' WHERE seq = 17")
+
+
+async def change_attribute(conn: asyncpg.Connection) -> None:
+    await conn.execute(
+        "UPDATE audit_log SET attributes = jsonb_set(attributes, '{ce_type}', '\"forged\"')"
+        " WHERE seq = 17"
+    )
+
+
+async def add_original_bytes(conn: asyncpg.Connection) -> None:
+    await conn.execute("UPDATE audit_log SET original_bytes = '\\x00ff' WHERE seq = 17")
+
+
+async def call_it_v1(conn: asyncpg.Connection) -> None:
+    """Relabelled v1, so that its agency and attributes would no longer be covered."""
+    await conn.execute("UPDATE audit_log SET leaf_version = 1 WHERE seq = 17")
 
 
 async def change_payload(conn: asyncpg.Connection) -> None:
@@ -162,13 +176,28 @@ async def truncate_tail(conn: asyncpg.Connection) -> None:
     ("tamper", "problem", "seq"),
     [
         (change_leaf_field, ROOT_MISMATCH, 17),
+        (change_agency, ROOT_MISMATCH, 17),
+        (change_attribute, ROOT_MISMATCH, 17),
+        (add_original_bytes, ROOT_MISMATCH, 17),
+        (call_it_v1, ROOT_MISMATCH, 17),
         (change_payload, SEALED_VALUE_BROKEN, 23),
         (delete_row, GAP, 12),
         (insert_duplicate, None, 30),
         (swap_rows, ROOT_MISMATCH, 5),
         (truncate_tail, SIZE_MISMATCH, 33),
     ],
-    ids=["leaf-field", "payload", "delete", "insert", "swap", "truncate-tail"],
+    ids=[
+        "leaf-field",
+        "agency",
+        "attribute",
+        "original-bytes",
+        "leaf-version",
+        "payload",
+        "delete",
+        "insert",
+        "swap",
+        "truncate-tail",
+    ],
 )
 async def test_tampering_is_detected_and_the_seq_named(
     signed: AuditDb,
@@ -368,15 +397,67 @@ FORGED_HEAD = (
 """A head of size 41 that no key signed."""
 
 
-async def test_a_forged_head_does_not_verify(signed: AuditDb) -> None:
-    """The signer's role may add heads (it alone may); without the key, what it adds fails."""
+async def test_forged_heads_are_ignored_and_reported_by_verify(
+    signed: AuditDb, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Heads no key signed, in the table (the signer's role may add heads, the owner too):
+    one just past the log, one far beyond it. Neither becomes the head the log is checked
+    against, neither fails the verification, and both are named in the report."""
+    before = await verify(signed, tmp_path, leaves=True)
+    assert (before.ok, before.tree_size, before.rejected_heads) == (True, 40, ())
     conn = await asyncpg.connect(asyncpg_dsn(signed.signer))
     try:
         await conn.execute(*FORGED_HEAD)
     finally:
         await conn.close()
-    report = await verify_database(signed.auditor, PUBLIC, workers=1)
-    assert (report.ok, report.problem) == (False, "bad_signature")
+
+    async def forge_as_owner(conn: asyncpg.Connection) -> None:
+        await conn.execute(
+            FORGED_HEAD[0].replace("(41,", "(1000000,"), *FORGED_HEAD[1:3], key_id(PUBLIC)
+        )
+
+    await as_owner(signed, forge_as_owner)
+    report = await verify(signed, tmp_path, leaves=True)
+    assert (report.ok, report.tree_size, report.problem) == (True, 40, None), report.detail
+    assert [(r.head.tree_size, r.reason) for r in report.rejected_heads] == [
+        (41, HEAD_BAD_SIGNATURE),
+        (1000000, HEAD_BAD_SIGNATURE),
+    ]
+    assert "ignored 2 tree head(s)" in report.detail
+    # The table's heads alone, as `casebridge audit verify` reads them.
+    key_file = tmp_path / "public.pem"
+    key_file.write_text(public_key_pem(PUBLIC))
+    verify_cli = ["verify", "--public-key", str(key_file), "--database-url", signed.auditor]
+    code = await asyncio.to_thread(cli_main, [*verify_cli, "--no-payloads"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert out.startswith("ok: 40 records match the signed root")
+    assert "ignored tree head of size 41 (bad_signature)" in out
+    assert "ignored tree head of size 1000000 (bad_signature)" in out
+
+
+async def test_v1_records_still_verify_and_v2_records_cover_agency_and_attributes(
+    audit_db: AuditDb, tmp_path: Path
+) -> None:
+    """A log begun before leaf format v2 (records 0..19 v1) and continued after it (20..39)
+    verifies whole. A v1 record's agency was never covered, so changing it goes unnoticed,
+    as the format says; a v2 record's is named."""
+    await seed_and_sign(audit_db, tmp_path, version_of=lambda seq: 1 if seq < 20 else 2)
+    report = await verify(audit_db, tmp_path, leaves=False)
+    assert (report.ok, report.tree_size) == (True, 40), report.detail
+
+    async def move_v1(conn: asyncpg.Connection) -> None:
+        await conn.execute("UPDATE audit_log SET agency = 'elsewhere' WHERE seq = 12")
+
+    await as_owner(audit_db, move_v1)
+    assert (await verify(audit_db, tmp_path, leaves=False)).ok  # v1: not covered
+
+    async def move_v2(conn: asyncpg.Connection) -> None:
+        await conn.execute("UPDATE audit_log SET agency = 'elsewhere' WHERE seq = 32")
+
+    await as_owner(audit_db, move_v2)
+    report = await verify(audit_db, tmp_path, leaves=True)
+    assert (report.ok, report.problem, report.first_divergent_seq) == (False, ROOT_MISMATCH, 32)
 
 
 # --- no service role can rewrite anything, nor add what its service does not add -------------
@@ -451,3 +532,50 @@ async def test_the_owner_is_stopped_by_the_triggers(signed: AuditDb) -> None:
                 await conn.execute(statement)
     finally:
         await conn.close()
+
+
+async def test_records_the_writer_logs_are_v2_so_their_agency_and_bytes_are_covered(
+    audit_db: AuditDb, tmp_path: Path
+) -> None:
+    """Through the real writer (`AuditLog`): the rows are v2, they verify, and changing the
+    agency of one, or the exact bytes kept for a header that is not UTF-8, is named."""
+    headers = [("ce_id", b"evt-w"), ("ce_source", b"urn:x"), ("ce_type", b"org.t.v1")]
+    records = [
+        ConsumerRecord(
+            topic="casebridge.in.id-shelter-ngo",
+            partition=0,
+            offset=n,
+            timestamp=1_770_000_000_000,
+            timestamp_type=0,
+            key=b"CASE-W",
+            value=b'{"case_id": "CASE-W", "reporting_agency": "id-shelter-ngo"}',
+            checksum=None,
+            serialized_key_size=0,
+            serialized_value_size=0,
+            headers=[*headers, ("cb_note", b"\xff" if n == 2 else b"ok")],
+        )
+        for n in range(4)
+    ]
+    writer = Database(audit_db.writer)
+    await writer.start()
+    try:
+        log = AuditLog(writer, audit_db.vault(), consumer="test.v2")
+        await log.append_batch([describe(r) for r in records])
+    finally:
+        await writer.close()
+    await seed_and_sign(audit_db, tmp_path, sizes=(4,), rows=False)
+    conn = await asyncpg.connect(asyncpg_dsn(audit_db.auditor))
+    try:
+        stored = await conn.fetch("SELECT leaf_version, original_bytes FROM audit_log ORDER BY seq")
+    finally:
+        await conn.close()
+    assert [r["leaf_version"] for r in stored] == [2, 2, 2, 2]
+    assert [r["original_bytes"] is not None for r in stored] == [False, False, True, False]
+    assert (await verify(audit_db, tmp_path, leaves=True)).ok
+
+    async def alter(conn: asyncpg.Connection) -> None:
+        await conn.execute("UPDATE audit_log SET original_bytes = '\\x00' WHERE seq = 2")
+
+    await as_owner(audit_db, alter)
+    report = await verify(audit_db, tmp_path, leaves=True)
+    assert (report.problem, report.first_divergent_seq) == (ROOT_MISMATCH, 2), report.detail

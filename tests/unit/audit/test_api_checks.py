@@ -17,7 +17,11 @@ from hypothesis import strategies as st
 
 from services.audit.canonical import entry_leaf_hash
 from services.audit.cli import check_consistency, check_inclusion
-from services.audit.logcheck import (
+from services.audit.merkle import MerkleTree
+from services.audit.queries import AuditRow
+from services.audit.tree_head import SignedTreeHead, generate_keypair, sign_tree_head, sth_to_dict
+from services.audit.verify_entries import BAD_SIGNATURE, GAP, ROOT_MISMATCH, SIZE_MISMATCH
+from services.audit.verify_stored import (
     CONFLICTING_HEADS,
     NO_TREE_HEAD,
     PAYLOAD_MISMATCH,
@@ -25,10 +29,6 @@ from services.audit.logcheck import (
     entry_from_record,
     verify_export,
 )
-from services.audit.merkle import MerkleTree
-from services.audit.queries import AuditRow
-from services.audit.tree_head import SignedTreeHead, generate_keypair, sign_tree_head, sth_to_dict
-from services.audit.verify import BAD_SIGNATURE, GAP, ROOT_MISMATCH
 
 PRIVATE, PUBLIC = generate_keypair()
 OTHER, OTHER_PUBLIC = generate_keypair()
@@ -264,10 +264,77 @@ def test_tree_head_evidence_is_judged_before_the_log(tmp_path: Path) -> None:
     write_export(export, rows)
     assert verify_export(export, PUBLIC, []).problem == NO_TREE_HEAD
     assert verify_export(export, PUBLIC, [head(tree, 5, OTHER)]).problem == BAD_SIGNATURE
-    # The newest head must verify: an older valid one is no excuse for an unsigned newest.
-    assert verify_export(export, PUBLIC, [head(tree, 4), head(tree, 5, OTHER)]).problem == (
-        BAD_SIGNATURE
-    )
     fork = sign_tree_head(PRIVATE, 4, bytes(32), 1)
     report = verify_export(export, PUBLIC, [head(tree, 4), fork, head(tree, 5)])
     assert report.problem == CONFLICTING_HEADS
+
+
+def test_heads_not_to_be_trusted_are_ignored_and_reported(tmp_path: Path) -> None:
+    """A head the key did not sign is no evidence of anything (anyone who can write the table
+    can add one), and one dated before a smaller head is not how the signer signs: neither
+    becomes the head the log is checked against, neither breaks the verification, and the
+    report lists both with the reason."""
+    rows, tree = log(8)
+    export = tmp_path / "log.jsonl"
+    write_export(export, rows)
+    forged = dataclasses.replace(head(tree, 8), tree_size=1000)  # signature no longer fits
+    backdated = sign_tree_head(PRIVATE, 7, tree.root(7), 1)  # before the head of size 6
+    report = verify_export(export, PUBLIC, [head(tree, 6), forged, backdated, head(tree, 8, OTHER)])
+    assert (report.ok, report.tree_size) == (True, 6), report.detail
+    assert [(r.head.tree_size, r.reason) for r in report.rejected_heads] == [
+        (7, "timestamp_not_increasing"),
+        (8, "bad_signature"),
+        (1000, "bad_signature"),
+    ]
+    assert "ignored 3 tree head(s) that cannot be trusted" in report.detail
+    # Positive control: the heads that can be trusted are used, to the last record.
+    report = verify_export(export, PUBLIC, [head(tree, 6), head(tree, 8)])
+    assert (report.ok, report.tree_size, report.rejected_heads) == (True, 8, ())
+    # A validly signed head beyond the log is not set aside: it proves a lost tail.
+    write_export(export, rows[:6])
+    report = verify_export(export, PUBLIC, [head(tree, 6), head(tree, 8)])
+    assert (report.ok, report.problem, report.first_divergent_seq) == (False, SIZE_MISMATCH, 6)
+
+
+def log_v2(n: int) -> tuple[list[AuditRow], MerkleTree]:
+    rows = [
+        dataclasses.replace(
+            row(i),
+            attributes_json=orjson.dumps({"ce_id": f"e-{i}", "ce_type": "t"}).decode(),
+            original_bytes=b'{"key_b64":null,"headers":[]}' if i == 3 else None,
+            leaf_version=2,
+        )
+        for i in range(n)
+    ]
+    rows = [dataclasses.replace(r, leaf_hash=entry_leaf_hash(r.entry())) for r in rows]
+    return rows, MerkleTree.from_leaf_hashes(r.leaf_hash for r in rows)
+
+
+def test_a_v2_record_covers_its_agency_attributes_and_original_bytes(tmp_path: Path) -> None:
+    rows, tree = log_v2(6)
+    record, proof = rows[3].to_dict(), proof_for(tree, 3, 6)
+    assert record["leaf_version"] == 2
+    assert check_inclusion(record, proof, PUBLIC)[0]
+    for change in (
+        {"agency": "elsewhere"},
+        {"attributes": {**record["attributes"], "ce_type": "forged"}},
+        {"original_bytes": base64.b64encode(b"{}").decode()},
+        {"leaf_version": 1},
+    ):
+        assert not check_inclusion({**record, **change}, proof, PUBLIC)[0], change
+    export = tmp_path / "log.jsonl"
+    write_export(export, rows)
+    assert verify_export(export, PUBLIC, [head(tree, 6)]).ok
+    moved = [*rows[:4], dataclasses.replace(rows[4], agency="elsewhere"), rows[5]]
+    write_export(export, moved)
+    report = verify_export(export, PUBLIC, [head(tree, 4), head(tree, 5), head(tree, 6)])
+    assert (report.problem, report.first_divergent_seq) == (ROOT_MISMATCH, 4)
+
+
+def test_a_v1_record_leaves_out_what_v1_never_covered() -> None:
+    """Records logged before v2 verify as they were signed: their agency was not covered."""
+    rows, tree = log(4)
+    record, proof = rows[2].to_dict(), proof_for(tree, 2, 4)
+    assert record["leaf_version"] == 1
+    assert check_inclusion({**record, "agency": "elsewhere"}, proof, PUBLIC)[0]
+    assert not check_inclusion({**record, "leaf_version": 2}, proof, PUBLIC)[0]

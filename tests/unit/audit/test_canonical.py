@@ -1,4 +1,5 @@
-"""Canonical leaf encoding: the documented example, an independent encoder, strictness."""
+"""Canonical leaf encoding, v1 and v2: the documented examples, an independent encoder,
+strictness."""
 
 from __future__ import annotations
 
@@ -15,11 +16,15 @@ from hypothesis import strategies as st
 
 from services.audit.canonical import (
     LEAF_FIELDS,
+    LEAF_FIELDS_V2,
     LEAF_VERSION_TAG,
     AuditEntry,
+    attributes_from_json,
+    canonical_attributes,
     decode_leaf,
     encode_leaf,
     entry_leaf_hash,
+    original_digest,
     payload_digest,
 )
 
@@ -184,7 +189,11 @@ def test_every_field_is_in_the_leaf(field: str) -> None:
 
 
 def test_field_list_matches_dataclass() -> None:
-    assert tuple(f.name for f in dataclasses.fields(AuditEntry)) == LEAF_FIELDS
+    assert tuple(f.name for f in dataclasses.fields(AuditEntry)) == (
+        *LEAF_FIELDS_V2,
+        "leaf_version",
+    )
+    assert LEAF_FIELDS_V2[: len(LEAF_FIELDS)] == LEAF_FIELDS
 
 
 def test_time_is_encoded_as_the_utc_instant() -> None:
@@ -243,8 +252,9 @@ def _v1(body: str) -> bytes:
 @pytest.mark.parametrize(
     ("leaf", "message"),
     [
-        (b"cb-audit-leaf-v2\n" + EXAMPLE_BODY.encode(), "not a cb-audit-leaf-v1 leaf"),
-        (EXAMPLE_BODY.encode(), "not a cb-audit-leaf-v1 leaf"),
+        (b"cb-audit-leaf-v2\n" + EXAMPLE_BODY.encode(), "JSON array of 15 values"),
+        (b"cb-audit-leaf-v3\n" + EXAMPLE_BODY.encode(), "not a cb-audit-leaf-v1 or -v2 leaf"),
+        (EXAMPLE_BODY.encode(), "not a cb-audit-leaf-v1 or -v2 leaf"),
         (_v1(EXAMPLE_BODY.replace(",", ", ")), "not in canonical form"),
         (_v1(EXAMPLE_BODY.replace("9227dd", "9227DD")), "not in canonical form"),
         (_v1(EXAMPLE_BODY.replace(".345678Z", ".345678+00:00Z")), "not in canonical form"),
@@ -265,3 +275,165 @@ def test_decode_rejects_non_canonical_leaves(leaf: bytes, message: str) -> None:
 
 def test_decode_accepts_the_canonical_example() -> None:
     assert decode_leaf(b"cb-audit-leaf-v1\n" + EXAMPLE_BODY.encode()) == EXAMPLE
+
+
+# --- v2: agency, attributes and the original bytes are covered too ----------------------------
+
+ATTRIBUTES = {
+    "ce_type": "referral.created",
+    "ce_id": "3f1c2a9e-0b7d-4c1e-9a5f-2d8e6b4c7a10",
+    "ce_source": "ngo-lighthouse",
+    "content-type": "application/json",
+}
+EXAMPLE_V2 = dataclasses.replace(
+    EXAMPLE,
+    agency="ngo-lighthouse",
+    attributes=canonical_attributes(ATTRIBUTES),
+    leaf_version=2,
+)
+EXAMPLE_V2_BODY = (
+    EXAMPLE_BODY[:-1] + ',"ngo-lighthouse",[["ce_id","3f1c2a9e-0b7d-4c1e-9a5f-2d8e6b4c7a10"],'
+    '["ce_source","ngo-lighthouse"],["ce_type","referral.created"],'
+    '["content-type","application/json"]],null]'
+)
+EXAMPLE_V2_LEAF_HASH = "d8aff3b556a87819bb72d8e5d81f8572644720f4d722e75bb8b09ad21fb98c3a"
+
+
+def test_v2_worked_example_matches_code_and_doc() -> None:
+    leaf = encode_leaf(EXAMPLE_V2)
+    assert leaf == b"cb-audit-leaf-v2\n" + EXAMPLE_V2_BODY.encode()
+    assert len(leaf) == 440
+    assert entry_leaf_hash(EXAMPLE_V2).hex() == EXAMPLE_V2_LEAF_HASH
+    doc = DOC.read_text(encoding="utf-8")
+    assert f"cb-audit-leaf-v2\n{EXAMPLE_V2_BODY}\n```" in doc
+    assert EXAMPLE_V2_LEAF_HASH in doc
+    assert "Leaf (440 bytes" in doc
+
+
+def test_the_same_record_has_different_v1_and_v2_leaves() -> None:
+    """The tag alone tells the versions apart: a row's `leaf_version` is covered too."""
+    assert entry_leaf_hash(EXAMPLE) != entry_leaf_hash(EXAMPLE_V2)
+
+
+def spec_leaf_v2(e: AuditEntry) -> bytes:
+    """v2 from the written spec: v1's values, agency, sorted [name, value] pairs, digest."""
+    v1 = spec_leaf(dataclasses.replace(e, agency=None, attributes=None, original_digest=None,
+                                       leaf_version=1))  # fmt: skip
+    assert e.attributes is not None
+    pairs = sorted(e.attributes, key=lambda p: p[0].encode("utf-8"))
+    extra = [
+        spec_value(e.agency),
+        "[" + ",".join(f"[{spec_string(n)},{spec_string(v)}]" for n, v in pairs) + "]",
+        spec_value(None if e.original_digest is None else e.original_digest.hex()),
+    ]
+    body = v1[len(LEAF_VERSION_TAG) : -1].decode() + "," + ",".join(extra) + "]"
+    return b"cb-audit-leaf-v2\n" + body.encode()
+
+
+entries_v2 = st.builds(
+    lambda e, agency, attributes, original: dataclasses.replace(
+        e,
+        agency=agency,
+        attributes=canonical_attributes(attributes),
+        original_digest=original,
+        leaf_version=2,
+    ),
+    entries,
+    st.none() | text,
+    st.dictionaries(text, text, max_size=5),
+    st.none() | st.binary(min_size=32, max_size=32),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(entries_v2)
+def test_v2_encoding_follows_the_written_spec_and_round_trips(entry: AuditEntry) -> None:
+    leaf = encode_leaf(entry)
+    assert leaf == spec_leaf_v2(entry)
+    body = json.loads(leaf[17:])
+    assert json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode() == leaf[17:]
+    assert decode_leaf(leaf) == entry
+
+
+_CHANGED_V2: dict[str, Any] = {
+    "agency": "other-agency",
+    "attributes": canonical_attributes({**ATTRIBUTES, "ce_type": "referral.withdrawn"}),
+    "original_digest": bytes(32),
+}
+
+
+@pytest.mark.parametrize("field", [*LEAF_FIELDS, *_CHANGED_V2])
+def test_every_v2_field_is_in_the_leaf(field: str) -> None:
+    value = _CHANGED_V2[field] if field in _CHANGED_V2 else _CHANGED[field]
+    changed = dataclasses.replace(EXAMPLE_V2, **{field: value})
+    assert entry_leaf_hash(changed) != entry_leaf_hash(EXAMPLE_V2)
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {},
+        {"ce_id": "x"},
+        {**ATTRIBUTES, "ce_extra": ""},
+        {k: v for k, v in ATTRIBUTES.items() if k != "content-type"},
+        {**ATTRIBUTES, "ce_id": "3f1c2a9e-0b7d-4c1e-9a5f-2d8e6b4c7a10\\x00"},
+    ],
+)
+def test_any_change_to_the_attributes_changes_the_leaf(attributes: dict[str, str]) -> None:
+    changed = dataclasses.replace(EXAMPLE_V2, attributes=canonical_attributes(attributes))
+    assert entry_leaf_hash(changed) != entry_leaf_hash(EXAMPLE_V2)
+
+
+def test_attributes_are_read_from_the_stored_object_in_one_order() -> None:
+    """jsonb gives the object back in its own key order and spacing: neither matters."""
+    stored = '{"ce_id": "3f1c2a9e-0b7d-4c1e-9a5f-2d8e6b4c7a10", "ce_type": "referral.created",'
+    stored += ' "ce_source": "ngo-lighthouse", "content-type": "application/json"}'
+    assert attributes_from_json(stored) == EXAMPLE_V2.attributes
+    assert attributes_from_json(b"{}") == ()
+    for bad in ("[]", '{"a": 1}', '"x"', "{"):
+        with pytest.raises((TypeError, ValueError)):
+            attributes_from_json(bad)
+
+
+def test_original_digest_is_sha256_of_the_original_bytes() -> None:
+    assert original_digest(None) is None
+    assert original_digest(b"{}") == hashlib.sha256(b"{}").digest()
+    with_original = dataclasses.replace(EXAMPLE_V2, original_digest=original_digest(b"{}"))
+    assert f'"{hashlib.sha256(b"{}").hexdigest()}"]'.encode() in encode_leaf(with_original)
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"leaf_version": 1}, ValueError),  # v1 covers no agency or attributes
+        ({"leaf_version": 3}, ValueError),
+        ({"attributes": None}, TypeError),
+        ({"attributes": (("b", "1"), ("a", "2"))}, ValueError),  # not sorted
+        ({"attributes": (("a", "1"), ("a", "2"))}, ValueError),  # a name twice
+        ({"attributes": (("a", 1),)}, TypeError),
+        ({"agency": 7}, TypeError),
+        ({"original_digest": bytes(31)}, ValueError),
+    ],
+)
+def test_invalid_v2_entries_are_rejected(change: dict[str, Any], error: type[Exception]) -> None:
+    with pytest.raises(error):
+        dataclasses.replace(EXAMPLE_V2, **change)
+
+
+def _v2(body: str) -> bytes:
+    return b"cb-audit-leaf-v2\n" + body.encode()
+
+
+@pytest.mark.parametrize(
+    ("leaf", "message"),
+    [
+        (_v2(EXAMPLE_V2_BODY.replace('[["ce_id"', '[["ce_zz"')), "canonical|sorted"),
+        (_v2(EXAMPLE_V2_BODY.replace("],null]", "],null,null]")), "JSON array of 15 values"),
+        (_v2(EXAMPLE_V2_BODY.replace('["content-type","application/json"]', '["x"]')), "pairs"),
+        (_v2(EXAMPLE_V2_BODY.replace("],null]", '],"ZZ"]')), "invalid leaf field"),
+        (_v2(EXAMPLE_V2_BODY.replace("],null]", '],"' + "AB" * 32 + '"]')), "canonical"),
+    ],
+)
+def test_decode_rejects_non_canonical_v2_leaves(leaf: bytes, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        decode_leaf(leaf)

@@ -1,4 +1,5 @@
-"""Signed tree heads: message layout, signature checks, JSON and key handling."""
+"""Signed tree heads: message layout, signature checks, JSON and key handling, and the
+screening every reader of a set of heads applies."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.audit.tree_head import (
+    HEAD_BAD_SIGNATURE,
+    HEAD_BEYOND_LOG,
+    HEAD_CONFLICTING_ROOT,
+    HEAD_TIME_REVERSED,
     SignedTreeHead,
     generate_keypair,
     key_id,
@@ -21,6 +26,7 @@ from services.audit.tree_head import (
     load_public_key,
     private_key_pem,
     public_key_pem,
+    screen_tree_heads,
     sign_tree_head,
     sth_from_dict,
     sth_from_json,
@@ -247,3 +253,77 @@ def test_non_ed25519_and_garbage_keys_are_rejected() -> None:
     for text, message in bad_public:
         with pytest.raises(ValueError, match=message):
             load_public_key(text)
+
+
+# --- screening -----------------------------------------------------------------------------
+
+
+def signed_at(size: int, timestamp: int | None = None, root: bytes | None = None) -> SignedTreeHead:
+    root = root or hashlib.sha256(b"root-%d" % size).digest()
+    return sign_tree_head(PRIVATE, size, root, TS + size if timestamp is None else timestamp)
+
+
+HONEST = [signed_at(s) for s in (10, 20, 30, 40)]
+
+
+def reasons(heads: list[SignedTreeHead], **kwargs: Any) -> dict[int, str]:
+    return {r.head.tree_size: r.reason for r in screen_tree_heads(heads, PUBLIC, **kwargs).rejected}
+
+
+def test_honest_heads_are_all_accepted_once_each_in_order() -> None:
+    screened = screen_tree_heads([*reversed(HONEST), HONEST[1]], PUBLIC, log_size=40)
+    assert screened.accepted == tuple(HONEST)
+    assert screened.rejected == ()
+    assert screened.latest == HONEST[-1]
+    assert screened.at(20) == HONEST[1]
+    assert screened.at(25) is None
+
+
+def test_a_head_not_signed_by_the_key_is_rejected_and_never_latest() -> None:
+    forged = dataclasses.replace(signed_at(50), signature=bytes(64))
+    other = sign_tree_head(generate_keypair()[0], 60, ROOT, TS + 60)
+    screened = screen_tree_heads([*HONEST, forged, other], PUBLIC)
+    assert screened.latest == HONEST[-1]
+    assert reasons([*HONEST, forged, other]) == {50: HEAD_BAD_SIGNATURE, 60: HEAD_BAD_SIGNATURE}
+    assert screened.rejected[0].to_dict()["tree_head"]["tree_size"] == 50
+
+
+def test_a_head_beyond_the_log_is_rejected_only_when_the_size_is_known() -> None:
+    assert reasons(HONEST, log_size=35) == {40: HEAD_BEYOND_LOG}
+    assert screen_tree_heads(HONEST, PUBLIC, log_size=35).latest == HONEST[2]
+    assert reasons(HONEST) == {}
+
+
+def test_two_roots_for_one_size_are_both_rejected() -> None:
+    fork = signed_at(30, root=bytes(32))
+    assert reasons([*HONEST, fork]) == {30: HEAD_CONFLICTING_ROOT}
+    assert screen_tree_heads([*HONEST, fork], PUBLIC).at(30) is None
+
+
+def test_a_head_dated_before_a_smaller_one_is_rejected_and_never_latest() -> None:
+    backdated = signed_at(50, timestamp=TS)  # earlier than the head of size 10
+    screened = screen_tree_heads([*HONEST, backdated], PUBLIC)
+    assert reasons([*HONEST, backdated]) == {50: HEAD_TIME_REVERSED}
+    assert screened.latest == HONEST[-1]
+    # Of two heads that contradict each other in time, the smaller one is kept.
+    pair = [signed_at(10, timestamp=TS + 100), signed_at(20, timestamp=TS + 1)]
+    assert screen_tree_heads(pair, PUBLIC).latest == pair[0]
+
+
+def test_one_far_future_head_does_not_push_the_honest_ones_out() -> None:
+    """The longest run of heads in time order is kept, not the first one's."""
+    future = signed_at(5, timestamp=2**62)
+    screened = screen_tree_heads([future, *HONEST], PUBLIC)
+    assert screened.accepted == tuple(HONEST)
+    assert reasons([future, *HONEST]) == {5: HEAD_TIME_REVERSED}
+
+
+def test_a_memoised_signature_check_can_replace_the_default() -> None:
+    calls: list[int] = []
+
+    def signed(head: SignedTreeHead) -> bool:
+        calls.append(head.tree_size)
+        return verify_tree_head(PUBLIC, head)
+
+    assert screen_tree_heads(HONEST, PUBLIC, signed=signed).accepted == tuple(HONEST)
+    assert sorted(calls) == [10, 20, 30, 40]

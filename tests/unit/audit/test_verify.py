@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from services.audit.canonical import AuditEntry, entry_leaf_hash
 from services.audit.merkle import root_from_leaf_hashes
 from services.audit.tree_head import SignedTreeHead, generate_keypair, sign_tree_head
-from services.audit.verify import (
+from services.audit.verify_entries import (
     BAD_SIGNATURE,
     DUPLICATE_SEQ,
     EARLIER_ROOT_MISMATCH,
@@ -304,3 +304,17 @@ def test_property_first_divergence_is_exact_with_a_head_per_entry(
     assert report.intact_prefix == k
     export = verify_log(log, sth, PUBLIC, leaf_hashes=HASHES)
     assert export.first_divergent_seq == k, export
+
+
+def test_a_missing_or_repeated_seq_is_said_plainly() -> None:
+    """The report names the seq and what is wrong with it, not only a code."""
+    missing = verify_log([e for e in LOG if e.seq != 12], STH, PUBLIC)
+    assert (missing.problem, missing.first_divergent_seq) == (GAP, 12)
+    assert "seq 12 is missing" in missing.detail
+    repeated = verify_log([*LOG[:11], LOG[10], *LOG[11:]], STH, PUBLIC, earlier_sths=ALL_HEADS)
+    assert repeated.problem == DUPLICATE_SEQ
+    assert "seq 10 appears more than once" in repeated.detail
+    swapped = list(LOG)
+    swapped[3], swapped[4] = swapped[4], swapped[3]
+    assert "seq 3 comes after 4" in verify_log(swapped, STH, PUBLIC).detail
+    assert verify_log(LOG, STH, PUBLIC).ok  # positive control

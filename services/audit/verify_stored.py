@@ -1,11 +1,17 @@
-"""Checks a stored audit log (PostgreSQL, read-only, or a JSONL export) against signed heads.
+"""Verifies the stored audit log (PostgreSQL, read-only, or a JSONL export) against signed
+heads: reads it, checks what the leaves cannot, and has `verify_entries` judge the leaves.
 
 Trusts only the Ed25519 public key. Tree heads come from wherever the caller got them (the
 signer's `tree-heads.jsonl`, the Kafka topic, the `audit_tree_head` table): only their
-signatures make them evidence. The latest one (largest size) must verify; every record
-below its size is read in seq order, re-encoded as a leaf (`canonical.encode_leaf`) and
-folded into the root, which must equal the signed root (`verify.verify_log` does the
-judging). Two things beyond the leaves are checked, because the leaf holds only a digest:
+signatures make them evidence, and they are screened first (`tree_head.screen_tree_heads`):
+a head not signed by the key (anyone who owns the table can insert one) or dated out of order
+is ignored and listed in the report (`rejected_heads`, and a line of its detail), never a
+reason to fail, nor the head the log is checked against. The latest accepted head (largest
+size) is the one checked; a validly signed head larger than the log is the evidence of a lost
+tail. Every record below its size is read in seq order, re-encoded as a leaf in the format
+its `leaf_version` names (`canonical.encode_leaf`) and folded into the root, which must equal
+the signed root (`verify_entries.verify_log` does the judging). Two things beyond the leaves
+are checked, because the leaf holds only a digest:
 
 * each record's value must still hash to its `payload_digest`: this catches a changed payload
   whose leaf fields were left alone. Values are stored sealed per person (services/audit/
@@ -51,17 +57,39 @@ import asyncpg
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from services.audit.canonical import LEAF_FIELDS, AuditEntry, encode_leaf
+from services.audit.canonical import (
+    LEAF_FIELDS,
+    LEAF_FIELDS_V2,
+    AuditEntry,
+    attributes_from_json,
+    canonical_attributes,
+    encode_leaf,
+    original_digest,
+)
 from services.audit.merkle import HASH_SIZE, MerkleTree, leaf_hash
-from services.audit.queries import LEAF_COLUMNS, all_tree_heads, entry_from_row, rfc3339
+from services.audit.queries import (
+    LEAF_COLUMN_NAMES,
+    LEAF_COLUMNS,
+    LEAF_WIDTH,
+    all_tree_heads,
+    entry_from_row,
+    rfc3339,
+)
 from services.audit.sealed import BatchKeys, batch_keys, open_value
 from services.audit.tree_head import (
+    HEAD_CONFLICTING_ROOT,
+    RejectedHead,
     SignedTreeHead,
     load_public_key,
+    screen_tree_heads,
     sth_from_json,
-    verify_tree_head,
 )
-from services.audit.verify import DUPLICATE_SEQ, VerificationReport, verify_log
+from services.audit.verify_entries import (
+    BAD_SIGNATURE,
+    DUPLICATE_SEQ,
+    VerificationReport,
+    verify_log,
+)
 from services.privacy.keys import KeyEncryptionKey
 from services.privacy.sealing import SealBrokenError
 from services.privacy.vault import PersonVault
@@ -168,29 +196,48 @@ def _report(
 class _Heads:
     latest: SignedTreeHead | None
     verified: list[SignedTreeHead]
+    rejected: tuple[RejectedHead, ...]
     refusal: VerificationReport | None
 
 
 def _select_heads(heads: Iterable[SignedTreeHead], key: Ed25519PublicKey) -> _Heads:
-    """The latest head (largest size, then newest) and the validly signed ones.
+    """The latest accepted head (largest size, then newest), the accepted ones as evidence,
+    and the ones set aside.
 
-    The latest is chosen *before* checking signatures: if the newest head does not verify
-    that is reported, rather than quietly falling back to an older head that would leave a
-    truncated tail unnoticed.
+    Ignoring a head the key did not sign cannot hide a truncated tail: such a head is no
+    evidence of anything (anyone can write one), while the signer's real heads, wherever the
+    caller got them (its file, Kafka), still are. Two validly signed heads of one size with
+    different roots do fail: the key signed two histories, so no head can be trusted to say
+    which log is the real one.
     """
     every = list(heads)
     if not every:
-        return _Heads(None, [], _report(NO_TREE_HEAD, 0, "no tree head to verify against"))
-    latest = max(every, key=lambda h: (h.tree_size, h.timestamp))
-    if not verify_tree_head(key, latest):
-        return _Heads(latest, [], verify_log((), latest, key))
-    verified = [h for h in every if verify_tree_head(key, h)]
-    roots: dict[int, bytes] = {}
-    for head in verified:
-        if roots.setdefault(head.tree_size, head.root_hash) != head.root_hash:
-            detail = f"two validly signed heads of size {head.tree_size} with different roots"
-            return _Heads(latest, verified, _report(CONFLICTING_HEADS, latest.tree_size, detail))
-    return _Heads(latest, verified, None)
+        return _Heads(None, [], (), _report(NO_TREE_HEAD, 0, "no tree head to verify against"))
+    screened = screen_tree_heads(every, key)
+    rejected = screened.rejected
+    conflict = next((r for r in rejected if r.reason == HEAD_CONFLICTING_ROOT), None)
+    latest = screened.latest
+    if conflict is not None:
+        size = max(h.tree_size for h in screened.verified())
+        refusal = _report(CONFLICTING_HEADS, size, conflict.detail)
+        return _Heads(latest, list(screened.accepted), rejected, _with_rejected(refusal, rejected))
+    if latest is None:
+        size = max(h.tree_size for h in every)
+        refusal = _report(BAD_SIGNATURE, size, "no tree head is validly signed by this key")
+        return _Heads(None, [], rejected, _with_rejected(refusal, rejected))
+    return _Heads(latest, list(screened.accepted), rejected, None)
+
+
+def _with_rejected(
+    report: VerificationReport, rejected: tuple[RejectedHead, ...]
+) -> VerificationReport:
+    """The report with the heads that were set aside listed (and summed up in its detail)."""
+    if not rejected:
+        return report
+    shown = ", ".join(f"size {r.head.tree_size} ({r.reason})" for r in rejected[:5])
+    more = f" and {len(rejected) - 5} more" if len(rejected) > 5 else ""
+    note = f"ignored {len(rejected)} tree head(s) that cannot be trusted: {shown}{more}"
+    return replace(report, rejected_heads=rejected, detail=f"{report.detail}; {note}")
 
 
 @dataclass(slots=True)
@@ -370,12 +417,21 @@ class _LeafRow(asyncpg.Record):  # type: ignore[misc]  # asyncpg ships no type h
     a quarter of the verification time and decide nothing. The columns are typed by
     PostgreSQL, and a row whose encoding equals the signed leaf *is* the logged record
     (SHA-256), while any other row, valid or not, fails the root comparison. Tests pin the
-    encoding of such rows to that of the equivalent `AuditEntry`.
+    encoding of such rows to that of the equivalent `AuditEntry`. Two fields need work: the
+    `attributes` column holds a JSON object (the leaf, its canonical pairs), and the leaf
+    holds the digest of `original_bytes`.
     """
 
 
-for _index, _name in enumerate(LEAF_FIELDS):
-    setattr(_LeafRow, _name, property(operator.itemgetter(_index)))
+for _index, _name in enumerate(LEAF_COLUMN_NAMES):
+    if _name not in ("attributes", "original_bytes"):
+        setattr(_LeafRow, _name, property(operator.itemgetter(_index)))
+_ATTRIBUTES = LEAF_COLUMN_NAMES.index("attributes")
+_ORIGINAL = LEAF_COLUMN_NAMES.index("original_bytes")
+_LeafRow.attributes = property(lambda row: attributes_from_json(row[_ATTRIBUTES]))
+_LeafRow.original_digest = property(lambda row: original_digest(row[_ORIGINAL]))
+_KEY, _VALUE = LEAF_WIDTH, LEAF_WIDTH + 1
+"""Where `_chunk_sql` puts the data key id and the sealed value, after the leaf columns."""
 
 
 async def _read_chunk(dsn: str, lo: int, hi: int, kek: KekLoader | None) -> _Evidence:
@@ -395,7 +451,7 @@ async def _read_chunk(dsn: str, lo: int, hi: int, kek: KekLoader | None) -> _Evi
             position = min(hi, position + _FETCH)
             keys = None
             if vault is not None:  # one query for the batch's keys, before the next fetch
-                keys = await batch_keys(conn, vault, {r[12] for r in rows if r[12] is not None})
+                keys = await batch_keys(conn, vault, {r[_KEY] for r in rows if r[_KEY] is not None})
             if position < hi:  # the database works on the next batch while we hash this one
                 nxt = statement.fetch(position, min(hi, position + _FETCH))
                 pending = asyncio.ensure_future(nxt)
@@ -405,11 +461,11 @@ async def _read_chunk(dsn: str, lo: int, hi: int, kek: KekLoader | None) -> _Evi
                     evidence.misordered = lo + evidence.rows
                 try:
                     append_r(sha256(b"\x00" + encode_leaf(cast(AuditEntry, row))).digest())
-                except (TypeError, ValueError, AttributeError):
+                except (TypeError, ValueError, AttributeError, KeyError):
                     append_r(_ZERO)
                     if evidence.misordered is None:
                         evidence.misordered = seq
-                evidence.check_value(seq, row[11], row[12], row[13], keys)
+                evidence.check_value(seq, row[11], row[_KEY], row[_VALUE], keys)
                 evidence.rows += 1
     finally:
         await conn.close()
@@ -536,12 +592,13 @@ async def verify_database(
     workers = workers or max(1, min(8, os.cpu_count() or 1))
     evidence = await _fast_pass(database_url, size, kek, workers)
     if _fast_ok(evidence, size, heads):
-        return _conclude(
+        report = _conclude(
             _report(None, size, f"{size} records match the signed root", checked=size),
             evidence,
             exact_leaves=leaf_hashes is not None,
             unsigned=unsigned,
         )
+        return _with_rejected(report, heads.rejected)
     conn = await _connect(database_url)
     try:
         evidence.stored = await _stored_leaf_hashes(conn, size)
@@ -559,7 +616,8 @@ async def verify_database(
         )
     finally:
         await conn.close()
-    return _conclude(report, evidence, exact_leaves=leaf_hashes is not None, unsigned=unsigned)
+    report = _conclude(report, evidence, exact_leaves=leaf_hashes is not None, unsigned=unsigned)
+    return _with_rejected(report, heads.rejected)
 
 
 async def verify_against_latest(
@@ -594,21 +652,41 @@ async def verify_against_latest(
 
 def entry_from_record(record: Any) -> AuditEntry:
     """The leaf entry of a record as exported or served by the API (ValueError/TypeError if
-    it is not one); the stored `leaf_hash` in it is ignored."""
+    it is not one); the stored `leaf_hash` in it is ignored.
+
+    `leaf_version` says which fields the leaf covers (exports made before there was a v2
+    carry none: they are v1). For v1 the record's `agency`, `attributes` and
+    `original_bytes` are not part of the entry: nothing signed covers them.
+    """
     if not isinstance(record, dict):
         raise ValueError("line is not a JSON object")
     recorded_at = record.get("recorded_at")
     digest = record.get("payload_digest")
+    version = record.get("leaf_version", 1)
     if not isinstance(recorded_at, str) or not recorded_at.endswith("Z"):
         raise ValueError("recorded_at must be an RFC 3339 UTC time ending in Z")
     if not isinstance(digest, str):
         raise ValueError("payload_digest must be hex")
-    values: dict[str, Any] = {name: record.get(name) for name in LEAF_FIELDS}
+    if type(version) is not int:
+        raise ValueError("leaf_version must be an integer")
+    names = LEAF_FIELDS_V2[:-1] if version == 2 else LEAF_FIELDS
+    values: dict[str, Any] = {name: record.get(name) for name in names}
     values["recorded_at"] = datetime.fromisoformat(recorded_at[:-1]).replace(tzinfo=UTC)
     if rfc3339(values["recorded_at"]) != recorded_at:
         raise ValueError("recorded_at is not in the leaf format's spelling")
     values["payload_digest"] = bytes.fromhex(digest)
-    return AuditEntry(**values)  # which checks every field's type
+    if version == 2:
+        attributes = values["attributes"]
+        if not isinstance(attributes, dict):
+            raise TypeError("attributes must be an object")
+        values["attributes"] = canonical_attributes(attributes)
+        original = record.get("original_bytes")
+        if original is not None and not isinstance(original, str):
+            raise TypeError("original_bytes must be base64 or null")
+        values["original_digest"] = original_digest(
+            None if original is None else base64.b64decode(original, validate=True)
+        )
+    return AuditEntry(**values, leaf_version=version)  # which checks every field's type
 
 
 def _export_lines(path: Path) -> Iterator[bytes]:
@@ -692,7 +770,7 @@ def verify_export(
     if unreadable is not None and (
         report.first_divergent_seq is None or unreadable <= report.first_divergent_seq
     ):
-        return replace(
+        report = replace(
             report,
             ok=False,
             problem=UNREADABLE_EXPORT,
@@ -700,4 +778,4 @@ def verify_export(
             intact_prefix=min(report.intact_prefix, unreadable),
             detail=f"export line {unreadable + 1} is not a record; " + report.detail,
         )
-    return report
+    return _with_rejected(report, heads.rejected)

@@ -1,4 +1,9 @@
-"""Offline verification of an exported audit log against signed tree heads.
+"""Judges a sequence of audit entries against signed tree heads: pure, no I/O.
+
+Where the entries come from (PostgreSQL, an export file) and the checks beyond the leaves
+(payloads, sealed values, the exported files) are `services.audit.verify_stored`'s business;
+this module only decides whether the entries are the log the heads commit to, and if not,
+where they first differ.
 
 Trusts nothing but the Ed25519 public key: every entry is re-encoded (``encode_leaf``),
 re-hashed and folded into a Merkle root, which must equal the root in a tree head the key
@@ -34,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from services.audit.canonical import AuditEntry, encode_leaf
 from services.audit.merkle import MerkleTree, root_from_leaf_hashes
-from services.audit.tree_head import SignedTreeHead, verify_tree_head
+from services.audit.tree_head import RejectedHead, SignedTreeHead, verify_tree_head
 
 __all__ = [
     "BAD_SIGNATURE",
@@ -80,8 +85,10 @@ class VerificationReport:
     ``intact_prefix``; for a sequence problem it is the break position, which is wrong for
     certain but earlier entries may be unproven.  ``problem`` is one of the module's codes.
     ``payloads_checked`` and ``erased`` are filled in by the payload checks of
-    ``services.audit.logcheck``: values found to hash to their digest, and values that cannot
-    be checked because the person's data key was erased (their leaves still are).
+    ``services.audit.verify_stored``: values found to hash to their digest, and values that
+    cannot be checked because the person's data key was erased (their leaves still are).
+    ``rejected_heads``: heads that were given but not used, and why (not signed by the key,
+    dated out of order, ...): reported, never a reason to fail or to pass.
     """
 
     ok: bool
@@ -94,11 +101,16 @@ class VerificationReport:
     detail: str
     payloads_checked: int = 0
     erased: int = 0
+    rejected_heads: tuple[RejectedHead, ...] = ()
+
+
+Structural = tuple[str, int, str]
+"""A sequence problem: its code, the position where hashing stopped, and what was seen."""
 
 
 def _hash_entries(
     entries: Iterable[AuditEntry], size: int
-) -> tuple[list[bytes], tuple[str, int] | None]:
+) -> tuple[list[bytes], Structural | None]:
     """Leaf hashes of entries ``0 .. size - 1`` and the first sequence problem, if any."""
     hashes: list[bytes] = []
     append = hashes.append
@@ -112,17 +124,18 @@ def _hash_entries(
         seq = entry.seq
         if seq != expected:
             if seq < expected:
-                return hashes, (DUPLICATE_SEQ, expected)
-            later = any(e.seq == expected for e in it)
-            return hashes, (SEQ_OUT_OF_ORDER if later else GAP, expected)
+                return hashes, (DUPLICATE_SEQ, expected, f"seq {seq} appears more than once")
+            if any(e.seq == expected for e in it):
+                return hashes, (SEQ_OUT_OF_ORDER, expected, f"seq {expected} comes after {seq}")
+            return hashes, (GAP, expected, f"seq {expected} is missing (the next is {seq})")
         try:
             append(sha256(_LEAF_PREFIX + encode(entry)).digest())
         except ValueError:
-            return hashes, (UNENCODABLE_ENTRY, expected)
+            return hashes, (UNENCODABLE_ENTRY, expected, f"seq {expected} cannot be encoded")
         expected += 1
         if expected == size:
             return hashes, None
-    return hashes, (SIZE_MISMATCH, expected)
+    return hashes, (SIZE_MISMATCH, expected, f"the log ends at seq {expected}, the head at {size}")
 
 
 def _trusted_prefix(leaf_hashes: Sequence[bytes], heads: Sequence[SignedTreeHead]) -> int:
@@ -238,13 +251,13 @@ def verify_log(
                 "earlier tree heads or exported leaf hashes narrow this down"
             )
         if structural is not None:
-            detail += f"; also {structural[0]} at seq {structural[1]}"
+            detail += f"; also {structural[0]} at seq {structural[1]} ({structural[2]})"
         if main_ok:
             detail += "; the latest head matches, so it was signed over rewritten history"
         return report(problem, n, first, lo, signed_hi, detail)
 
     assert structural is not None
-    code, position = structural
+    code, position, seen = structural
     lo = min(lo, position)
-    where = "" if lo == position else f" (entries {lo}..{position - 1} not proven by a signed root)"
-    return report(code, n, position, lo, position + 1, f"{code} at seq {position}{where}")
+    where = "" if lo == position else f"; entries {lo}..{position - 1} not proven by a signed root"
+    return report(code, n, position, lo, position + 1, f"{code} at seq {position}: {seen}{where}")
