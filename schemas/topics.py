@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from schemas.common import AGENCY_ID_PATTERN
 
 __all__ = [
+    "AGENCY_RECORD_BYTES",
     "AGENCY_TOPIC_KINDS",
     "AUDIT_QUERIES",
     "AUDIT_TREE_HEADS",
@@ -107,6 +108,11 @@ FIXED_TOPICS: tuple[TopicSpec, ...] = (
 """Topics that exist once per deployment (per-agency topics come from the agency registry)."""
 
 INBOUND_PREFIX = "casebridge.in."
+AGENCY_RECORD_BYTES = 1024 * 1024
+"""The largest record an agency may publish (its inbound topic's `max.message.bytes`): the
+broker refuses bigger ones (`MessageSizeTooLarge`), so that whatever CaseBridge must say about
+an agency's record, its dead letter included (which carries the record whole), fits on the
+topics CaseBridge writes."""
 INBOX_PREFIX = "casebridge.inbox."
 UPDATES_PREFIX = "casebridge.updates."
 REJECTIONS_PREFIX = "casebridge.rejections."

@@ -50,7 +50,8 @@ from services.runtime.settings import Settings
 SCRAM_ITERATIONS = 8192
 ANY_NAME = cast(str, None)
 """librdkafka's ACL filters take None for "any"; its type stubs say str."""
-TOPIC_CONFIG = {"max.message.bytes": str(MAX_RECORD_BYTES + 64 * 1024)}
+SERVICE_TOPIC_RECORD_BYTES = MAX_RECORD_BYTES + 64 * 1024
+"""`max.message.bytes` of the topics CaseBridge writes (room for a batch's own overhead)."""
 CLUSTER_DEFAULT = -1
 """CreateTopics' replication factor for "the broker's `default.replication.factor`" (KIP-464)."""
 
@@ -105,7 +106,7 @@ def create_topics(admin: AdminClient, plan: AccessPlan, *, within_s: float = 30.
             t.name,
             num_partitions=t.partitions,
             replication_factor=CLUSTER_DEFAULT,
-            config=TOPIC_CONFIG | _retention(plan, t.name),
+            config=_topic_settings(plan, t.name),
         )
         for t in plan.topics
         if t.name not in existing
@@ -188,23 +189,26 @@ def _await_metadata(admin: AdminClient, plan: AccessPlan, *, within_s: float = 1
         time.sleep(0.2)
 
 
-def _retention(plan: AccessPlan, topic: str) -> dict[str, str]:
+def _topic_settings(plan: AccessPlan, topic: str) -> dict[str, str]:
+    """A planned topic's record limit and, where the policy sets one, its retention."""
+    settings = {"max.message.bytes": str(plan.record_bytes.get(topic, SERVICE_TOPIC_RECORD_BYTES))}
     ms = plan.retention_ms.get(topic)
-    return {} if ms is None else {"retention.ms": str(ms)}
+    return settings if ms is None else settings | {"retention.ms": str(ms)}
 
 
-def apply_retention(admin: AdminClient, plan: AccessPlan) -> None:
-    """Set each planned topic's `retention.ms` (also on topics that already exist, so a
-    changed policy takes effect at the next sync)."""
+def apply_topic_settings(admin: AdminClient, plan: AccessPlan) -> None:
+    """Set each planned topic's record limit and retention (also on topics that already
+    exist, so a changed policy or limit takes effect at the next sync)."""
     resources = [
         ConfigResource(
             ConfigResource.Type.TOPIC,
-            topic,
+            t.name,
             incremental_configs=[
-                ConfigEntry("retention.ms", str(ms), incremental_operation=AlterConfigOpType.SET)
+                ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+                for name, value in _topic_settings(plan, t.name).items()
             ],
         )
-        for topic, ms in plan.retention_ms.items()
+        for t in plan.topics
     ]
     if resources:
         _wait(admin.incremental_alter_configs(resources))
@@ -227,7 +231,7 @@ def sync(settings: Settings, plan: AccessPlan) -> SyncReport:
     """Topics (with their retention), credentials and ACLs of `plan`, created where missing."""
     admin = admin_client(settings)
     topics = create_topics(admin, plan)
-    apply_retention(admin, plan)
+    apply_topic_settings(admin, plan)
     created = ensure_credentials(admin, settings, plan.principals)
     _wait(admin.create_acls([_binding(g) for g in plan.grants]))
     _await_metadata(admin, plan)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from schemas.topics import (
+    AGENCY_RECORD_BYTES,
     AUDIT_QUERIES,
     AUDIT_TREE_HEADS,
     CASE_EVENTS,
@@ -74,6 +75,9 @@ class AccessPlan:
     retention_ms: Mapping[str, int] = field(default_factory=dict)
     """Topic -> `retention.ms`, from the data-sharing policy, and forever for the signed tree
     heads (topics not named keep the broker's default)."""
+    record_bytes: Mapping[str, int] = field(default_factory=dict)
+    """Topic -> the largest record it takes, where that is less than on CaseBridge's own
+    topics: the agencies' inbound topics (`AGENCY_RECORD_BYTES`)."""
 
 
 def retention_by_topic(retention: Retention, agency_ids: Iterable[str]) -> dict[str, int]:
@@ -179,4 +183,5 @@ def plan_access(
         principals=principals,
         grants=tuple(sorted(set(grants))),
         retention_ms={p + name: ms for name, ms in kept.items()},
+        record_bytes={p + inbound_topic(a): AGENCY_RECORD_BYTES for a in agency_ids},
     )

@@ -11,8 +11,9 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka.errors import MessageSizeTooLargeError
 
-from schemas.topics import inbound_topic, rejections_topic
+from schemas.topics import AGENCY_RECORD_BYTES, inbound_topic, rejections_topic
 from services.runtime.settings import Settings
 from tests.support.pipeline import Record, audit_rows, publish, read_topic, running, wait_for
 from tests.support.stack import Stack
@@ -92,6 +93,15 @@ BAD_INPUTS: dict[str, tuple[str, Any]] = {
         "TOO_LARGE",
         lambda eid, c: (headers(eid), orjson.dumps(referral(c, padding="x" * (300 * 1024)))),
     ),
+    # The largest record the broker lets an agency publish: its dead letter (the record whole,
+    # base64) still fits on CaseBridge's own topics, so it is not left behind.
+    "largest_an_agency_may_send": (
+        "TOO_LARGE",
+        lambda eid, c: (
+            headers(eid),
+            orjson.dumps(referral(c, padding="x" * (AGENCY_RECORD_BYTES - 8 * 1024))),
+        ),
+    ),
     "source_of_another_agency": (
         "AGENCY_MISMATCH",
         lambda eid, c: (
@@ -154,6 +164,15 @@ async def test_bad_input_is_dead_lettered_and_audited_with_its_reason(
         case_id,
     )
     assert len(received) == 1, "the inbound record itself is audited too"
+
+
+async def test_the_broker_refuses_a_record_larger_than_an_agency_may_send(
+    pipeline: Settings,
+) -> None:
+    case_id = _case()
+    too_big = orjson.dumps(referral(case_id, padding="x" * AGENCY_RECORD_BYTES))
+    with pytest.raises(MessageSizeTooLargeError):
+        await publish(pipeline, [Record(REFERRALS, too_big, case_id.encode(), headers("x"))])
 
 
 async def _rejected_rows(settings: Settings, key: bytes) -> list[Any]:

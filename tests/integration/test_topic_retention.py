@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 import pytest
@@ -50,9 +51,9 @@ def test_a_changed_policy_reaches_existing_topics_at_the_next_sync(stack: Stack)
     plan = broker.deployment_plan(settings, ["id-shelter-ngo"])
     topic = ns + inbox_topic("id-shelter-ngo")
     shorter = {**plan.retention_ms, topic: DAY_MS}
-    broker.apply_retention(
+    broker.apply_topic_settings(
         broker.admin_client(settings),
-        type(plan)(plan.topics, plan.principals, plan.grants, shorter),
+        dataclasses.replace(plan, retention_ms=shorter),
     )
     assert retention_of(settings, [topic]) == {topic: DAY_MS}
     broker.sync(settings, plan)  # the policy again
