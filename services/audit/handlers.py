@@ -9,7 +9,8 @@ from typing import Any
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaMessage, KafkaRouter
 
-from services.audit.records import describe
+from schemas.errors import EventRejected
+from services.audit.records import describe, describe_unrecordable
 from services.audit.store import AuditLog
 from services.runtime.kafka import batch_subscriber, handle_batch
 from services.runtime.logging import get_logger
@@ -45,6 +46,13 @@ class AuditRecorder:
         if appended:
             log.debug("appended", first_seq=appended[0].seq, count=len(appended))
 
+    async def quarantine(self, record: ConsumerRecord[Any, Any], error: EventRejected) -> None:
+        """What `handle_batch` does with a record that fails alone after retries: log it as
+        `unrecordable`, so nothing the services acted on is missing from the log, and move
+        on (an infrastructure failure here re-raises, and the batch is fetched again)."""
+        unrecordable = describe_unrecordable(record, str(error.code))
+        await self._log.append_batch([unrecordable])
+
 
 def build_router(recorder: AuditRecorder, settings: Settings) -> KafkaRouter:
     router = KafkaRouter()
@@ -58,7 +66,12 @@ def build_router(recorder: AuditRecorder, settings: Settings) -> KafkaRouter:
     )
     async def on_any(_: Any, message: KafkaMessage) -> None:
         await handle_batch(
-            recorder.process, message, service=SERVICE, pause_s=settings.retry_backoff_s
+            recorder.process,
+            message,
+            service=SERVICE,
+            pause_s=settings.retry_backoff_s,
+            quarantine=recorder.quarantine,
+            attempts=settings.record_attempts,
         )
 
     return router

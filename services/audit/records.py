@@ -6,7 +6,8 @@ intake admitted to the validated stream, which the router and the cases service 
 `routed` (a routing decision), `delivered` (an event on an agency's inbox), `rejected` (a
 dead-letter record), `published` (a case update or case event CaseBridge emitted), `query` (an
 auditor's query), `erasure_requested` (the data-protection officer's request to erase a
-person's data).
+person's data), `unrecordable` (a record the audit kept failing on: only its place, value and
+reason are logged, and its partition moves on; `describe_unrecordable`).
 
 Each record also names the subject whose data key seals its value at rest (`data_subject`,
 services/audit/sealed.py): the case the record is about, so that erasing a person's case
@@ -342,4 +343,33 @@ def describe(record: ConsumerRecord[Any, Any], *, topic_prefix: str = "") -> Aud
         if exact
         else encode_original(key, [h for h in all_headers if _is_audited(h[0])]),
         copy_digest=_copy_digest(topic, key, digest, value is not None, all_headers),
+    )
+
+
+UNRECORDABLE = "unrecordable"
+"""The outcome of a record the audit could not describe or store after retries."""
+
+
+def describe_unrecordable(record: ConsumerRecord[Any, Any], reason_code: str) -> AuditRecord:
+    """The least the log can say about a record `describe` or the store keeps failing on:
+    where it was, its value (sealed, as every value is) and the reason, read from nothing but
+    the record's coordinates, so that it cannot fail too. The partition then moves on, and an
+    auditor finds the record by this outcome and its offset."""
+    value: bytes | None = record.value if isinstance(record.value, bytes) else None
+    topic = storable_text(record.topic)
+    return AuditRecord(
+        event_id="",
+        event_source="",
+        event_type="",
+        subject=None,
+        agency=None,
+        outcome=UNRECORDABLE,
+        reason_code=reason_code,
+        kafka_topic=topic,
+        kafka_partition=record.partition,
+        kafka_offset=record.offset,
+        attributes={},
+        raw_value=value,
+        payload_digest=hashlib.sha256(value or b"").digest(),
+        data_subject=f"unattributed:{topic}",
     )
