@@ -96,7 +96,7 @@ def canonical_attributes(attributes: Mapping[str, str]) -> Attributes:
     (which is also UTF-8 byte order)."""
     pairs = tuple(sorted(attributes.items()))
     for name, value in pairs:
-        if not isinstance(name, str) or not isinstance(value, str):
+        if type(name) is not str or type(value) is not str:
             raise TypeError("attribute names and values must be str")
     return pairs
 
@@ -218,12 +218,13 @@ def encode_leaf(entry: AuditEntry) -> bytes:
         entry.payload_digest.hex(),
     ]
     if version == 2:
-        if entry.attributes is None:
+        attributes = entry.attributes  # read once: a row standing in for an entry parses it
+        if attributes is None:
             raise ValueError(f"audit entry seq={entry.seq} is v2 without attributes")
         original = entry.original_digest
         fields += [
             entry.agency,
-            [[name, value] for name, value in entry.attributes],
+            attributes,  # pairs of str: orjson writes tuples as arrays
             None if original is None else original.hex(),
         ]
     elif version != 1:

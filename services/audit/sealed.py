@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.privacy.keys import KeyUnavailableError
-from services.privacy.sealing import seal, unseal
+from services.privacy.sealing import Unsealer, seal
 from services.privacy.vault import PersonVault
 
 __all__ = ["BatchKeys", "batch_keys", "open_value", "seal_value", "value_context"]
@@ -30,16 +30,17 @@ def seal_value(data_key: bytes, value: bytes, seq: int) -> bytes:
     return seal(data_key, value, context=value_context(seq))
 
 
-def open_value(data_key: bytes, sealed_value: bytes, seq: int) -> bytes:
+def open_value(data_key: Unsealer, sealed_value: bytes, seq: int) -> bytes:
     """The plaintext; `SealBrokenError` if the value was altered or belongs to another row."""
-    return unseal(data_key, sealed_value, context=value_context(seq))
+    return data_key(sealed_value, context=value_context(seq))
 
 
 @dataclass(frozen=True, slots=True)
 class BatchKeys:
     """The data keys a batch of rows names, sorted by what can be done with each."""
 
-    live: dict[int, bytes] = field(default_factory=dict)
+    live: dict[int, Unsealer] = field(default_factory=dict)
+    """Keys that open, ready to open values (one cipher set-up per key, not per value)."""
     erased: frozenset[int] = frozenset()
     """Keys destroyed by an erasure: their values are gone, which is not a fault."""
     unknown: frozenset[int] = frozenset()
@@ -63,7 +64,7 @@ async def batch_keys(conn: Any, vault: PersonVault, key_ids: Iterable[int]) -> B
                 found.update(await vault.keys_by_id(conn, [key_id]))
             except KeyUnavailableError:
                 unopenable.add(key_id)
-    live = {k: v for k, v in found.items() if v is not None}
+    live = {k: Unsealer(v) for k, v in found.items() if v is not None}
     missing = wanted - live.keys() - unopenable
     erased: set[int] = set()
     if missing:

@@ -108,6 +108,7 @@ __all__ = [
     "load_public_key_file",
     "read_leaf_hashes_file",
     "read_tree_heads_file",
+    "verified_rows_sql",
     "verify_against_latest",
     "verify_database",
     "verify_export",
@@ -383,9 +384,10 @@ def _conclude(
 # --- the database ----------------------------------------------------------------------------
 
 
-def _chunk_sql(open_values: bool) -> str:
-    """Leaf columns, then the data key id and the sealed value (or, when values are not to be
-    opened, only whether there is one: a verifier without the KEK reads no ciphertext)."""
+def verified_rows_sql(open_values: bool) -> str:
+    """The rows of seq $1..$2-1 as verification reads them: leaf columns, then the data key
+    id and the sealed value (or, when values are not to be opened, only whether there is one:
+    a verifier without the KEK reads no ciphertext)."""
     value = "sealed_value" if open_values else "sealed_value IS NOT NULL"
     return (
         f"SELECT {LEAF_COLUMNS}, data_key_id, {value} FROM audit_log"  # noqa: S608
@@ -431,7 +433,7 @@ _ORIGINAL = LEAF_COLUMN_NAMES.index("original_bytes")
 _LeafRow.attributes = property(lambda row: attributes_from_json(row[_ATTRIBUTES]))
 _LeafRow.original_digest = property(lambda row: original_digest(row[_ORIGINAL]))
 _KEY, _VALUE = LEAF_WIDTH, LEAF_WIDTH + 1
-"""Where `_chunk_sql` puts the data key id and the sealed value, after the leaf columns."""
+"""Where `verified_rows_sql` puts the data key id and the sealed value, after the leaf columns."""
 
 
 async def _read_chunk(dsn: str, lo: int, hi: int, kek: KekLoader | None) -> _Evidence:
@@ -443,7 +445,7 @@ async def _read_chunk(dsn: str, lo: int, hi: int, kek: KekLoader | None) -> _Evi
     vault = PersonVault(kek()) if kek is not None else None
     conn = await _connect(dsn)
     try:
-        statement = await conn.prepare(_chunk_sql(vault is not None), record_class=_LeafRow)
+        statement = await conn.prepare(verified_rows_sql(vault is not None), record_class=_LeafRow)
         position = lo
         pending = asyncio.ensure_future(statement.fetch(lo, min(hi, lo + _FETCH)))
         while position < hi:

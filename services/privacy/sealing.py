@@ -37,14 +37,28 @@ def seal(data_key: bytes, plaintext: bytes, *, context: bytes) -> bytes:
     return SEALED_V1 + nonce + AESGCM(data_key).encrypt(nonce, plaintext, context)
 
 
+class Unsealer:
+    """Opens blobs sealed under one data key. Holding one per key saves the cipher's set-up on
+    every blob, which is half the cost of opening when many share a key (verification opens
+    every value in the log)."""
+
+    __slots__ = ("_aead",)
+
+    def __init__(self, data_key: bytes) -> None:
+        self._aead = AESGCM(data_key)
+
+    def __call__(self, blob: bytes, *, context: bytes) -> bytes:
+        if blob[:1] != SEALED_V1:
+            raise SealBrokenError("unknown sealed format")
+        nonce, body = blob[1 : 1 + NONCE_BYTES], blob[1 + NONCE_BYTES :]
+        try:
+            return self._aead.decrypt(nonce, body, context)
+        except InvalidTag as exc:
+            raise SealBrokenError("sealed value does not open") from exc
+
+
 def unseal(data_key: bytes, blob: bytes, *, context: bytes) -> bytes:
-    if blob[:1] != SEALED_V1:
-        raise SealBrokenError("unknown sealed format")
-    nonce, body = blob[1 : 1 + NONCE_BYTES], blob[1 + NONCE_BYTES :]
-    try:
-        return AESGCM(data_key).decrypt(nonce, body, context)
-    except InvalidTag as exc:
-        raise SealBrokenError("sealed value does not open") from exc
+    return Unsealer(data_key)(blob, context=context)
 
 
 def is_sealed(value: Any) -> bool:
