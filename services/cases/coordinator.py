@@ -92,19 +92,45 @@ class CaseCoordinator:
         self._relaying = asyncio.Lock()
 
     async def process(self, batch: Sequence[ConsumerRecord[Any, Any]]) -> None:
+        """A batch in order: the case events between two erasure requests in one transaction
+        (one commit, one WAL flush, per run of events, not per event), each erasure request
+        in its own (it first publishes what its case's key must still open)."""
+        events: list[ConsumerRecord[Any, Any]] = []
         for record in batch:
             if record.topic == self._erasures_topic:
+                await self._apply(events)
+                events = []
                 await self._erasure(record)
             else:
-                await self._handle(record)
+                events.append(record)
+        await self._apply(events)
         await self.relay()
+
+    async def _apply(self, events: Sequence[ConsumerRecord[Any, Any]]) -> None:
+        """Handle `events` in order in one transaction. If any fails, none has an effect,
+        and the batch runner retries, then isolates the one that fails alone."""
+        if not events:
+            return
+        touched: set[str] = set()
+        try:
+            async with self._db.pool.acquire() as conn, conn.transaction():
+                for record in events:
+                    await self._handle(conn, record, touched)
+        except BaseException:
+            # Data keys made in a transaction that did not commit do not exist: they must
+            # not stay in the vault's cache, or later values would be sealed under them.
+            for case_id in touched:
+                self._vault.forget(case_subject(case_id))
+            raise
 
     async def quarantine(self, record: ConsumerRecord[Any, Any], error: EventRejected) -> None:
         """Dead-letter a record the batch runner set aside (it kept failing), and send it."""
         await self._dead_letter(record, error)
         await self.relay()
 
-    async def _handle(self, record: ConsumerRecord[Any, Any]) -> None:
+    async def _handle(self, conn: Any, record: ConsumerRecord[Any, Any], touched: set[str]) -> None:
+        """One validated event, in the caller's transaction; `touched` collects the ids of
+        the cases it may have made a data key for."""
         # Intake validated this event; one that does not decode here was written by a newer
         # (or broken) intake: an unknown type during a rolling upgrade. It is dead-lettered
         # rather than retried, which would stall the partition.
@@ -112,7 +138,7 @@ class CaseCoordinator:
             envelope, data = decode_kafka_record(record.headers or (), record.value)
             message = validate_payload(envelope.type, data)
         except EventRejected as error:
-            await self._dead_letter(record, error)
+            await self._dead_letter(record, error, conn=conn)
             return
         event_type, source, message_id = envelope.type, envelope.source, envelope.id
         # Who acts is settled before a record gets here: intake admits to the validated topic
@@ -127,21 +153,22 @@ class CaseCoordinator:
             facts = facts_from(event_type, message)
             chosen = route(self._routing, facts, self._ctx.data_sharing.sharing_agreements)
             routed_to = tuple(d.agency for d in chosen.deliveries)
-        async with self._db.pool.acquire() as conn, conn.transaction():
-            if not await store.claim_message(conn, source, message_id):
-                return
-            now = self._clock.now()
-            before = await store.load_case(conn, self._vault, message.case_id)
-            decision = decide(before, message, now=now, ctx=self._ctx, routed_to=routed_to)
-            keys: dict[str, DataKey] = {}
-            out = await self._record(
-                conn, before, decision, causation=message_id, causation_source=source, keys=keys
+        if not await store.claim_message(conn, source, message_id):
+            return
+        touched.add(message.case_id)
+        now = self._clock.now()
+        before = await store.load_case(conn, self._vault, message.case_id)
+        decision = decide(before, message, now=now, ctx=self._ctx, routed_to=routed_to)
+        keys: dict[str, DataKey] = {}
+        out = await self._record(
+            conn, before, decision, causation=message_id, causation_source=source, keys=keys
+        )
+        if decision.accepted and decision.case is not None and before is None:
+            out += await self._flag_duplicates(
+                conn, decision.case, causation=message_id, causation_source=source, keys=keys
             )
-            if decision.accepted and decision.case is not None and before is None:
-                out += await self._flag_duplicates(
-                    conn, decision.case, causation=message_id, causation_source=source, keys=keys
-                )
-            await store.add_to_outbox(conn, out, keys)
+        await store.add_to_outbox(conn, out, keys)
+        touched.update(keys)
 
     async def _record(
         self,
