@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: setup demo test bench bench-audit lint up down generate
+.PHONY: setup demo test bench bench-audit chaos lint up down generate
 
 setup:
 	@infra/setup.sh
@@ -25,6 +25,11 @@ bench: setup
 bench-audit: setup
 	@infra/stack.sh up >/dev/null
 	@$(PY) -m benchmarks.audit_scale
+
+## Fault recipes 1-9 on their own three-broker cluster and PostgreSQL (README: make chaos);
+## CHAOS_ARGS="--events 2000 --recipes 1,3" for a quick run.
+chaos: setup
+	@$(PY) -m benchmarks.chaos $(CHAOS_ARGS)
 
 lint: setup
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy --strict services schemas

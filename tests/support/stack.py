@@ -79,9 +79,9 @@ class Stack:
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]
 
-    def deployment(self, **overrides: object) -> Settings:
+    def deployment(self, *, database: str = "casebridge", **overrides: object) -> Settings:
         """`settings(**overrides)` for a deployment of its own (its topic prefix), set up."""
-        settings = self.settings(**overrides)
+        settings = self.settings(database=database, **overrides)
         self.deploy(settings)
         return settings
 
