@@ -569,7 +569,7 @@ async def run_recipe(world: World, number: int) -> Row:
         )
         fleet.log_dir.mkdir(parents=True, exist_ok=True)
         expected = model.want
-        tracker = AuditTracker(settings, expected, [m.event_id for m in messages])
+        tracker = AuditTracker(settings, expected, messages)
         publisher = Publisher(settings, messages, world.args.rate)
         recipe = Recipe(world, number, settings, plan, fleet, messages, tracker, publisher, side)
         # The agencies connect first: once they may write, the ACLs of the run are in force.
@@ -587,7 +587,7 @@ async def run_recipe(world: World, number: int) -> Row:
                 if time.monotonic() > deadline:
                     raise TimeoutError(
                         f"warm-up: {tracker.done_through()} of {warmup} records done in 180 s;"
-                        f" see {fleet.log_dir}"
+                        f" {tracker.stuck_on()}; see {fleet.log_dir}"
                     )
                 await asyncio.sleep(0.2)
 
@@ -625,7 +625,9 @@ async def run_recipe(world: World, number: int) -> Row:
         row.detail = "; ".join(recipe.detail) or _outcomes(expected.outcomes, number)
         row.notes = verdict.lines() + crashes
         if not complete:
-            row.notes.insert(0, f"{tracker.missing()} audit effects never arrived")
+            row.notes.insert(
+                0, f"{tracker.missing()} audit effects never arrived; {tracker.stuck_on()}"
+            )
     except Exception as error:  # a recipe that cannot run is reported, the others still run
         log.exception("recipe %s failed", number)
         row.error = f"{type(error).__name__}: {error}"

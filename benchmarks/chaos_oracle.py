@@ -21,7 +21,7 @@ import asyncpg
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from benchmarks.chaos_stream import Effect, Expected
+from benchmarks.chaos_stream import Effect, Expected, Msg
 from schemas.topics import CASE_EVENTS, DEADLETTER, INBOX_PREFIX, REJECTIONS_PREFIX, UPDATES_PREFIX
 from services.runtime.credentials import ADMIN, AUDITOR_ROLE, OWNER_ROLE, database_url, kafka_client
 from services.runtime.database import asyncpg_dsn
@@ -64,17 +64,24 @@ def effect_of(row: asyncpg.Record, prefix: str) -> Effect | None:
 class AuditTracker:
     """Follows the audit log as the auditor; knows which events have all their audit effects.
 
-    `order` lists the event id of every record of the main stream in publish order, so
-    `done_through()` says how long a prefix of the stream is complete: recovery is measured
-    as the time until the prefix published before a fault ended is complete.
+    `order` is the main stream in publish order, so `done_through()` says how long a prefix of
+    the stream is complete: recovery is measured as the time until the prefix published before
+    a fault ended is complete. A record is complete when each effect it adds is in the log as
+    many times as the records up to it add that effect (the second copy of an event needs two
+    sightings, not the third copy's dead letter, which is published later).
     """
 
-    def __init__(self, settings: Settings, expected: Expected, order: Sequence[str]) -> None:
+    def __init__(self, settings: Settings, expected: Expected, order: Sequence[Msg]) -> None:
         self._dsn = asyncpg_dsn(database_url(settings, AUDITOR_ROLE))
         self._prefix = settings.topic_prefix
         self._want = expected.audit
-        self._remaining = Counter(expected.per_event)
-        self._order = list(order)
+        self._ids = [m.event_id for m in order]
+        self._needs: list[list[tuple[Effect, int]]] = []
+        so_far: Counter[Effect] = Counter()
+        for m in order:
+            adds = expected.by_record.get(id(m), Counter())
+            so_far.update(adds)
+            self._needs.append([(e, so_far[e]) for e in adds])
         self._cursor = 0
         self._conn: asyncpg.Connection | None = None
         self.got: Counter[Effect] = Counter()
@@ -104,10 +111,7 @@ class AuditTracker:
         for row in rows:
             effect = effect_of(row, self._prefix)
             if effect is not None:
-                got = self.got[effect] + 1
-                self.got[effect] = got
-                if got <= self._want.get(effect, 0):
-                    self._remaining[effect[1]] -= 1
+                self.got[effect] += 1
         if rows:
             self.last_seq = rows[-1][0]
             self.rows += len(rows)
@@ -123,18 +127,17 @@ class AuditTracker:
 
     def done_through(self) -> int:
         """How many records of the main stream, from its start, have every audit effect."""
-        while self._cursor < len(self._order) and self._remaining[self._order[self._cursor]] <= 0:
+        needs, got = self._needs, self.got
+        while self._cursor < len(needs) and all(got[e] >= n for e, n in needs[self._cursor]):
             self._cursor += 1
         return self._cursor
 
     def complete(self) -> bool:
-        """Every expected audit effect is in the log (at least once)."""
-        return self.done_through() == len(self._order) and all(
-            v <= 0 for v in self._remaining.values()
-        )
+        """Every expected audit effect is in the log (at least as often as expected)."""
+        return self.done_through() == len(self._needs) and self.missing() == 0
 
     def missing(self) -> int:
-        return sum(max(0, v) for v in self._remaining.values())
+        return sum(max(0, n - self.got[e]) for e, n in self._want.items())
 
     def missing_by_kind(self) -> dict[str, int]:
         """Expected audit effects not yet in the log, by kind (for progress lines)."""
@@ -143,6 +146,15 @@ class AuditTracker:
             if self.got[effect] < n:
                 out[effect[0]] += n - self.got[effect]
         return dict(out)
+
+    def stuck_on(self) -> str:
+        """The first incomplete record of the stream and the effects it still lacks (ids,
+        agencies and reasons only), for a timeout message."""
+        at = self.done_through()
+        if at >= len(self._needs):
+            return "no record of the stream"
+        lacking = [(e, n - self.got[e]) for e, n in self._needs[at] if self.got[e] < n]
+        return f"record {at} ({self._ids[at]}) lacks {lacking}"
 
     def has(self, effects: Iterable[Effect]) -> bool:
         return all(self.got[e] > 0 for e in effects)

@@ -90,8 +90,9 @@ class Expected:
     """Everything the records must cause, exactly once each (or `n` times where counted)."""
 
     audit: Counter[Effect] = field(default_factory=Counter)
-    per_event: Counter[str] = field(default_factory=Counter)
-    """Audit effects per event id (progress: an event is done when all are in the log)."""
+    by_record: dict[int, Counter[Effect]] = field(default_factory=dict)
+    """The audit effects each record adds, by `id()` of its `Msg` (a repeat adds its own
+    sighting and dead letter to its event id's): progress is measured per record."""
     cases: dict[str, CaseWant] = field(default_factory=dict)
     inbox: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(event id, agency): one copy on that agency's inbox topic."""
@@ -107,7 +108,7 @@ class Expected:
     def copy(self) -> Expected:
         return Expected(
             audit=Counter(self.audit),
-            per_event=Counter(self.per_event),
+            by_record=dict(self.by_record),
             cases=dict(self.cases),
             inbox=Counter(self.inbox),
             dead_letters=Counter(self.dead_letters),
@@ -144,6 +145,7 @@ class Model:
         self._ctx = ctx
         self._seen: set[tuple[str, str]] = set()
         self._cases: dict[str, Case] = {}
+        self._fed: Counter[Effect] = Counter()
         self.want = Expected()
 
     def copy(self) -> Model:
@@ -154,6 +156,7 @@ class Model:
         other._ctx = self._ctx
         other._seen = set(self._seen)
         other._cases = dict(self._cases)  # Case is immutable
+        other._fed = Counter()
         other.want = self.want.copy()
         return other
 
@@ -162,7 +165,7 @@ class Model:
 
     def _add(self, effect: Effect, n: int = 1) -> None:
         self.want.audit[effect] += n
-        self.want.per_event[effect[1]] += n
+        self._fed[effect] += n
 
     def _dead_letter(self, event_id: str, code: str, service: str) -> None:
         self._add(("dead-letter", event_id, code, service))
@@ -176,6 +179,10 @@ class Model:
             self.feed(m)
 
     def feed(self, msg: Msg) -> None:
+        self._fed = self.want.by_record.setdefault(id(msg), Counter())
+        self._treat(msg)
+
+    def _treat(self, msg: Msg) -> None:
         eid = msg.event_id
         self._add(("received", eid))
         poison = poison_target(eid)
