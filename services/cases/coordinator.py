@@ -2,10 +2,12 @@
 relay the outbox. Thin over the pure domain (`services.cases.domain`): this module only loads,
 stores and publishes.
 
-Each message is handled in its own transaction: the message is claimed (so a redelivery has
-no second effect), the case row is locked, `decide` runs, and the events, the new snapshot, the
-deadlines and every record to publish are written together. Publishing happens after commit,
-from the outbox, in order, so a crash between the two only delays publication.
+The case events of a batch are handled in one transaction (`CaseTransaction`): their messages
+are claimed together (so a redelivery has no second effect), every case they name is loaded
+and row-locked in one query, `decide` runs on each in order against the state in memory, and
+the events, the new snapshots, the deadlines and every record to publish are written together
+at the end. Publishing happens after commit, from the outbox, in order, so a crash between the
+two only delays publication.
 
 An erasure request (`casebridge.erasures`) is carried out the same way, in one transaction:
 the data key of each case concerned is destroyed, `personal_data_erased` is recorded on each,
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import ConsumerRecord
@@ -48,14 +51,14 @@ from services.cases.domain import (
     Clock,
     Decision,
     case_updates,
-    deadlines_for,
     decide,
     due_escalations,
     duplicate_flags,
 )
 from services.cases.domain.lifecycle.erasure import unlink_actions
 from services.cases.erasure import parse_erasure_request
-from services.privacy.vault import DataKey, PersonVault, case_subject
+from services.cases.transaction import CaseTransaction
+from services.privacy.vault import PersonVault, case_subject
 from services.routing.facts import facts_from
 from services.routing.policy import RoutingPolicy, route
 from services.runtime.database import Database
@@ -66,6 +69,20 @@ from services.runtime.logging import get_logger
 log = get_logger("casebridge.cases")
 SERVICE = "cases"
 _OPENINGS = (VictimReferralSubmitted, ReturnRequested, SarAlertReceived)
+_ACTED = (*_OPENINGS, CaseAction)
+"""What acts on a case; other valid events are not the cases service's."""
+
+
+@dataclass(frozen=True)
+class _Admitted:
+    """A record of the batch that acts on a case, decoded: its type, source, id, message."""
+
+    type: str
+    source: str
+    id: str
+    message: VictimReferralSubmitted | ReturnRequested | SarAlertReceived | CaseAction
+
+
 _ERASURES_SEEN = "casebridge.erasures"
 """`case_message_seen.source` of erasure requests, claimed by request id."""
 
@@ -106,31 +123,42 @@ class CaseCoordinator:
         await self._apply(events)
         await self.relay()
 
-    async def _apply(self, events: Sequence[ConsumerRecord[Any, Any]]) -> None:
-        """Handle `events` in order in one transaction. If any fails, none has an effect,
+    async def _apply(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
+        """Handle `records` in order in one transaction. If any fails, none has an effect,
         and the batch runner retries, then isolates the one that fails alone."""
-        if not events:
+        if not records:
             return
-        touched: set[str] = set()
+        changed: list[str] = []
         try:
             async with self._db.pool.acquire() as conn, conn.transaction():
-                for record in events:
-                    await self._handle(conn, record, touched)
+                tx = CaseTransaction(conn, self._vault, self._ctx)
+                admitted = [self._admit(r) for r in records]
+                acts = [a for a in admitted if isinstance(a, _Admitted)]
+                fresh = await store.claim_messages(conn, [(a.source, a.id) for a in acts])
+                await tx.lock(a.message.case_id for a in acts if (a.source, a.id) in fresh)
+                for a in admitted:
+                    if isinstance(a, Outgoing):
+                        tx.publish([a])  # a dead letter, in its place
+                    elif a is not None and (a.source, a.id) in fresh:
+                        fresh.discard((a.source, a.id))  # a repeat in this batch: no effect
+                        await self._handle(tx, a)
+                changed = tx.changed
+                await tx.write()
         except BaseException:
             # Data keys made in a transaction that did not commit do not exist: they must
             # not stay in the vault's cache, or later values would be sealed under them.
-            for case_id in touched:
+            for case_id in changed:
                 self._vault.forget(case_subject(case_id))
             raise
 
     async def quarantine(self, record: ConsumerRecord[Any, Any], error: EventRejected) -> None:
         """Dead-letter a record the batch runner set aside (it kept failing), and send it."""
-        await self._dead_letter(record, error)
+        await self._dead_letter_now(record, error)
         await self.relay()
 
-    async def _handle(self, conn: Any, record: ConsumerRecord[Any, Any], touched: set[str]) -> None:
-        """One validated event, in the caller's transaction; `touched` collects the ids of
-        the cases it may have made a data key for."""
+    def _admit(self, record: ConsumerRecord[Any, Any]) -> _Admitted | Outgoing | None:
+        """The decoded message of a record that acts on a case, the dead letter of one that
+        does not decode, or None (a valid event that is not ours, or a letter too large)."""
         # Intake validated this event; one that does not decode here was written by a newer
         # (or broken) intake: an unknown type during a rolling upgrade. It is dead-lettered
         # rather than retried, which would stall the partition.
@@ -138,50 +166,41 @@ class CaseCoordinator:
             envelope, data = decode_kafka_record(record.headers or (), record.value)
             message = validate_payload(envelope.type, data)
         except EventRejected as error:
-            await self._dead_letter(record, error, conn=conn)
-            return
-        event_type, source, message_id = envelope.type, envelope.source, envelope.id
+            return self._letter(record, error)
+        if not isinstance(message, _ACTED):
+            return None
+        return _Admitted(envelope.type, envelope.source, envelope.id, message)
+
+    async def _handle(self, tx: CaseTransaction, event: _Admitted) -> None:
+        """One validated, newly claimed event, in the transaction `tx`."""
         # Who acts is settled before a record gets here: intake admits to the validated topic
         # only events whose `reporting_agency` is the agency whose own inbound topic (writable
         # by that agency alone) carried them. The payload's agency is therefore the actor.
-        if not isinstance(
-            message, VictimReferralSubmitted | ReturnRequested | SarAlertReceived | CaseAction
-        ):
-            return
+        message = event.message
         routed_to: tuple[str, ...] = ()
         if isinstance(message, _OPENINGS):
-            facts = facts_from(event_type, message)
+            facts = facts_from(event.type, message)
             chosen = route(self._routing, facts, self._ctx.data_sharing.sharing_agreements)
             routed_to = tuple(d.agency for d in chosen.deliveries)
-        if not await store.claim_message(conn, source, message_id):
-            return
-        touched.add(message.case_id)
+        before = await tx.case(message.case_id)
         now = self._clock.now()
-        before = await store.load_case(conn, self._vault, message.case_id)
         decision = decide(before, message, now=now, ctx=self._ctx, routed_to=routed_to)
-        keys: dict[str, DataKey] = {}
-        out = await self._record(
-            conn, before, decision, causation=message_id, causation_source=source, keys=keys
-        )
+        self._record(tx, before, decision, causation=event.id, causation_source=event.source)
         if decision.accepted and decision.case is not None and before is None:
-            out += await self._flag_duplicates(
-                conn, decision.case, causation=message_id, causation_source=source, keys=keys
+            await self._flag_duplicates(
+                tx, decision.case, causation=event.id, causation_source=event.source
             )
-        await store.add_to_outbox(conn, out, keys)
-        touched.update(keys)
 
-    async def _record(
+    def _record(
         self,
-        conn: Any,
+        tx: CaseTransaction,
         before: Case | None,
         decision: Decision,
         *,
         causation: str,
         causation_source: str,
-        keys: dict[str, DataKey],
-    ) -> list[Outgoing]:
-        """Store an accepted decision (or nothing for a rejection); return what to publish.
-        `keys` collects the data key of each case whose records must be sealed in the outbox;
+    ) -> None:
+        """Record an accepted decision and what to publish about it, or the rejection to send.
         `causation_source` is the source of the message `causation` names (ids answering it
         are derived from both)."""
         if decision.rejection is not None:
@@ -191,73 +210,71 @@ class CaseCoordinator:
                 reason=str(decision.rejection.reason),
                 event_id=causation,
             )
-            return [
-                records.rejection_record(
-                    decision.rejection, causation=causation, causation_source=causation_source
-                )
-            ]
+            tx.publish(
+                [
+                    records.rejection_record(
+                        decision.rejection, causation=causation, causation_source=causation_source
+                    )
+                ]
+            )
+            return
         after = decision.case
         assert after is not None
-        key = await store.save_case(conn, self._vault, before, after, decision.events)
-        if key is not None:
-            keys[after.case_id] = key
-        await store.replace_deadlines(conn, after.case_id, deadlines_for(after, self._ctx))
-        out = [records.case_event_record(e, causation=causation) for e in decision.events]
+        tx.record(before, after, decision.events)
+        tx.publish(records.case_event_record(e, causation=causation) for e in decision.events)
         last = decision.events[-1]
         change = last.action_type if not isinstance(last, CaseOpened) else "case_opened"
-        out += records.update_records(
-            case_updates(before, after, change=change, occurred_at=last.occurred_at, ctx=self._ctx),
-            causation=causation,
+        tx.publish(
+            records.update_records(
+                case_updates(
+                    before, after, change=change, occurred_at=last.occurred_at, ctx=self._ctx
+                ),
+                causation=causation,
+            )
         )
         for follow_up in decision.follow_ups:
-            out += records.follow_up_records(
-                follow_up,
-                recipients=self._follow_up_recipients(follow_up),
-                causation=causation,
-                causation_source=causation_source,
+            tx.publish(
+                records.follow_up_records(
+                    follow_up,
+                    recipients=self._follow_up_recipients(follow_up),
+                    causation=causation,
+                    causation_source=causation_source,
+                )
             )
-        return out
 
     async def _flag_duplicates(
-        self,
-        conn: Any,
-        case: Case,
-        *,
-        causation: str,
-        causation_source: str,
-        keys: dict[str, DataKey],
-    ) -> list[Outgoing]:
+        self, tx: CaseTransaction, case: Case, *, causation: str, causation_source: str
+    ) -> None:
         """Possible duplicates (same pseudonymous person key) are flagged on both cases for a
         human to review; cases are never merged."""
         if case.person_key is None:
-            return []
-        others = await store.cases_with_person_key(conn, case.person_key, other_than=case.case_id)
-        out: list[Outgoing] = []
+            return
+        others = await tx.cases_with_person_key(case.person_key, other_than=case.case_id)
+        await tx.lock(others)
         for flag in duplicate_flags(case.case_id, others):
-            before = await store.load_case(conn, self._vault, flag.case_id)
+            before = await tx.case(flag.case_id)
             decision = decide(before, flag, now=self._clock.now(), ctx=self._ctx)
-            out += await self._record(
-                conn,
+            self._record(
+                tx,
                 before,
                 decision,
                 causation=f"{causation}:{flag.case_id}",
                 causation_source=causation_source,
-                keys=keys,
             )
-        return out
 
     async def _erasure(self, record: ConsumerRecord[Any, Any]) -> None:
         """Carry out one erasure request in one transaction, or dead-letter it with why."""
         try:
             request = parse_erasure_request(record.headers or (), record.value)
         except EventRejected as error:
-            await self._dead_letter(record, error)
+            await self._dead_letter_now(record, error)
             return
         # What is still in the outbox goes out first, while its case's key can open it.
         await self.relay()
         async with self._db.pool.acquire() as conn, conn.transaction():
             if not await store.claim_message(conn, _ERASURES_SEEN, request.request_id):
                 return  # redelivered: it has had its effect
+            tx = CaseTransaction(conn, self._vault, self._ctx)
             targets = await store.cases_to_erase(
                 conn, case_id=request.case_id, person_key=request.person_key
             )
@@ -267,26 +284,30 @@ class CaseCoordinator:
                     RejectionCode.NO_MATCHING_CASE,
                     f"no referral or return case matches the request's {named}",
                 )
-                await self._dead_letter(record, unmatched, conn=conn)
+                tx.publish(filter(None, [self._letter(record, unmatched)]))
+                await tx.write()
                 return
-            keys: dict[str, DataKey] = {}
-            out: list[Outgoing] = []
+            await tx.lock(targets)  # opened while their keys live
             for case_id in targets:
-                out += await self._erase_case(conn, case_id, request, keys=keys)
-            for other in await store.cases_linked_to(conn, targets):
-                linked = await store.load_case(conn, self._vault, other)
+                await self._erase_case(tx, case_id, request)
+            linked_ids = await store.cases_linked_to(conn, targets)
+            await tx.lock(linked_ids)
+            for other in linked_ids:
+                linked = await tx.case(other)
                 causation = f"{request.request_id}:{other}"
                 for action in unlink_actions(linked, targets) if linked else ():
-                    linked, more = await self._internal(conn, linked, action, causation, keys)
-                    out += more
-            await store.add_to_outbox(conn, out, keys)
+                    linked = self._internal(tx, linked, action, causation)
+            await tx.write()
 
     async def _erase_case(
-        self, conn: Any, case_id: str, request: ErasureRequested, *, keys: dict[str, DataKey]
-    ) -> list[Outgoing]:
-        before = await store.load_case(conn, self._vault, case_id)  # opened while the key lives
+        self, tx: CaseTransaction, case_id: str, request: ErasureRequested
+    ) -> None:
+        before = await tx.case(case_id)
         erased = await self._vault.erase(
-            conn, case_subject(case_id), reason=request.reason, requested_by=request.requested_by
+            tx.conn,
+            case_subject(case_id),
+            reason=request.reason,
+            requested_by=request.requested_by,
         )
         log.info(
             "data key erased",
@@ -300,19 +321,14 @@ class CaseCoordinator:
             request_id=request.request_id,
             reason=request.reason,
         )
-        _, out = await self._internal(conn, before, action, request.request_id, keys)
-        return out
+        self._internal(tx, before, action, request.request_id)
 
-    async def _internal(
-        self,
-        conn: Any,
-        before: Case | None,
-        action: CaseAction,
-        causation: str,
-        keys: dict[str, DataKey],
-    ) -> tuple[Case | None, list[Outgoing]]:
-        """Decide and record an action CaseBridge takes itself. A refusal means there was
-        nothing to do (e.g. erased before): it is logged, never sent to an agency."""
+    def _internal(
+        self, tx: CaseTransaction, before: Case | None, action: CaseAction, causation: str
+    ) -> Case | None:
+        """Decide and record an action CaseBridge takes itself; return the case after it. A
+        refusal means there was nothing to do (e.g. erased before): it is logged, never sent
+        to an agency."""
         decision = decide(before, action, now=self._clock.now(), ctx=self._ctx)
         if decision.rejection is not None:
             log.info(
@@ -321,14 +337,21 @@ class CaseCoordinator:
                 action=action_type(action),
                 reason=str(decision.rejection.reason),
             )
-            return before, []
-        return decision.case, await self._record(
-            conn, before, decision, causation=causation, causation_source=_ERASURES_SEEN, keys=keys
-        )
+            return before
+        self._record(tx, before, decision, causation=causation, causation_source=_ERASURES_SEEN)
+        return decision.case
 
-    async def _dead_letter(
-        self, record: ConsumerRecord[Any, Any], error: EventRejected, *, conn: Any = None
+    async def _dead_letter_now(
+        self, record: ConsumerRecord[Any, Any], error: EventRejected
     ) -> None:
+        """A dead letter in a transaction of its own."""
+        letter = self._letter(record, error)
+        if letter is not None:
+            async with self._db.pool.acquire() as conn:
+                await store.add_to_outbox(conn, [letter])
+
+    def _letter(self, record: ConsumerRecord[Any, Any], error: EventRejected) -> Outgoing | None:
+        """The dead letter to publish for `record`; None if it is too large to (logged)."""
         with bound_contextvars(**record_ids(record)):
             log.warning("record dead-lettered", reason=str(error.code))
         letter = dead_letter(record, error, rejected_by=SERVICE)
@@ -337,12 +360,8 @@ class CaseCoordinator:
             # origin (and in the audit log).
             with bound_contextvars(**record_ids(record)):
                 log.error("dead letter too large to publish; not sent", reason=str(error.code))
-            return
-        if conn is not None:
-            await store.add_to_outbox(conn, [letter])
-            return
-        async with self._db.pool.acquire() as own:
-            await store.add_to_outbox(own, [letter])
+            return None
+        return letter
 
     def _follow_up_recipients(
         self, follow_up: ScreeningReferralOpened | PossibleDuplicateFlagged

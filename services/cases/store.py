@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -43,15 +43,24 @@ class StaleWriteError(Exception):
     """The case changed under us (another writer): the batch is retried from the log."""
 
 
+async def claim_messages(conn: Any, ids: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The (source, id) pairs seen for the first time, claimed in one round trip; a message
+    redelivered (or repeated within `ids`) has had, or is about to have, its effect."""
+    if not ids:
+        return set()
+    rows = await conn.fetch(
+        "INSERT INTO case_message_seen (source, event_id)"
+        " SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING"
+        " RETURNING source, event_id",
+        [i[0] for i in ids],
+        [i[1] for i in ids],
+    )
+    return {(r[0], r[1]) for r in rows}
+
+
 async def claim_message(conn: Any, source: str, event_id: str) -> bool:
     """True the first time a message is seen; a redelivered message has had its effect."""
-    row = await conn.fetchrow(
-        "INSERT INTO case_message_seen (source, event_id) VALUES ($1, $2)"
-        " ON CONFLICT DO NOTHING RETURNING 1",
-        source,
-        event_id,
-    )
-    return row is not None
+    return bool(await claim_messages(conn, [(source, event_id)]))
 
 
 def _context(table: str, case_id: str, *more: object) -> bytes:
@@ -125,22 +134,126 @@ def _opened_snapshot(
     return CASE_ADAPTER.validate_json(orjson.dumps(doc))
 
 
+async def load_cases(conn: Any, vault: PersonVault, case_ids: Iterable[str]) -> dict[str, Case]:
+    """The current state of each case that exists, row-locked until the transaction ends.
+    Rows are locked in case id order, so two writers of overlapping batches cannot deadlock."""
+    rows = await conn.fetch(
+        "SELECT case_id, snapshot, data_key_id FROM case_state"
+        " WHERE case_id = ANY($1::text[]) ORDER BY case_id FOR UPDATE",
+        sorted(set(case_ids)),
+    )
+    keys = await _keys_of(conn, vault, rows, column=2)
+    return {r[0]: _opened_snapshot(r[0], r[1], r[2], keys) for r in rows}
+
+
 async def load_case(conn: Any, vault: PersonVault, case_id: str) -> Case | None:
     """The current state, row-locked until the transaction ends."""
-    row = await conn.fetchrow(
-        "SELECT snapshot, data_key_id FROM case_state WHERE case_id = $1 FOR UPDATE", case_id
-    )
-    if row is None:
-        return None
-    key_id = row[1]
-    keys = {} if key_id is None else await vault.keys_by_id(conn, [key_id])
-    return _opened_snapshot(case_id, row[0], key_id, keys)
+    return (await load_cases(conn, vault, [case_id])).get(case_id)
 
 
 def agencies_involved(case: Case) -> list[str]:
     """`case_state.agencies`: the only agencies whose caseworkers row-level security lets read
     the case (migration 0015), so it must move with every snapshot."""
     return sorted(recipients(case) | {case.owner})
+
+
+@dataclasses.dataclass
+class CaseChange:
+    """What a transaction did to one case: `stored_version` is the version its row had when
+    loaded (None: a new case), `events` every event appended since, `after` the state now."""
+
+    stored_version: int | None
+    after: Case
+    events: list[CaseEvent]
+
+
+async def save_cases(
+    conn: Any, vault: PersonVault, changes: Sequence[CaseChange]
+) -> dict[str, DataKey]:
+    """Append every change's events and move each snapshot on, in a few statements whatever
+    the number of cases; refuse (StaleWriteError) if any row's version moved meanwhile.
+
+    Returns the data key each case's personal data was sealed with (absent for a case that
+    holds none: a SAR incident, or a person erased), for sealing what is published about it."""
+    if not changes:
+        return {}
+    personal = [c.after.case_id for c in changes if holds_personal_data(c.after)]
+    by_subject = await vault.keys_for(conn, map(case_subject, personal)) if personal else {}
+    keys = {case_id: by_subject[case_subject(case_id)] for case_id in personal}
+    events = [(e, keys.get(c.after.case_id)) for c in changes for e in c.events]
+    sealed = [_sealed_event(e, key) for e, key in events]
+    if events:
+        await conn.execute(
+            "INSERT INTO case_event (case_id, version, event_type, event, data_key_id)"
+            " SELECT c, v, t, e::jsonb, k"
+            " FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::bigint[])"
+            " AS r(c, v, t, e, k)",
+            [e.case_id for e, _ in events],
+            [e.version for e, _ in events],
+            [type(e).__name__ for e, _ in events],
+            [text for text, _ in sealed],
+            [key_id for _, key_id in sealed],
+        )
+    new = [c for c in changes if c.stored_version is None]
+    moved = [c for c in changes if c.stored_version is not None]
+    if new:
+        await conn.execute(
+            _INSERT_SNAPSHOTS,
+            *_state_arrays(new, keys),
+            [None] * len(new),
+        )
+    if moved:
+        updated = await conn.fetch(
+            _UPDATE_SNAPSHOTS,
+            *_state_arrays(moved, keys),
+            [c.stored_version for c in moved],
+        )
+        if len(updated) != len(moved):
+            stale = {c.after.case_id for c in moved} - {r[0] for r in updated}
+            raise StaleWriteError(", ".join(sorted(stale)))
+    return keys
+
+
+_SNAPSHOT_ROWS = """
+    SELECT case_id, kind, state, version, owner, person_key, snapshot::jsonb AS snapshot,
+           updated_at, ARRAY(SELECT jsonb_array_elements_text(agencies::jsonb)) AS agencies,
+           data_key_id, stored
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[],
+                $7::text[], $8::timestamptz[], $9::text[], $10::bigint[], $11::int[])
+         AS r(case_id, kind, state, version, owner, person_key, snapshot, updated_at,
+              agencies, data_key_id, stored)"""
+"""A snapshot row per element of the arrays. `agencies` travels as a JSON array (unnest would
+flatten an array of arrays); `stored` is the version the row must still have."""
+_INSERT_SNAPSHOTS = (  # Module constants only: no injection.
+    "INSERT INTO case_state (case_id, kind, state, version, owner, person_key, snapshot,"  # noqa: S608
+    " updated_at, agencies, data_key_id)"
+    " SELECT case_id, kind, state, version, owner, person_key, snapshot, updated_at, agencies,"
+    " data_key_id FROM (" + _SNAPSHOT_ROWS + ") AS r"
+)
+_UPDATE_SNAPSHOTS = (
+    "UPDATE case_state AS s SET kind = r.kind, state = r.state, version = r.version,"  # noqa: S608
+    " owner = r.owner, person_key = r.person_key, snapshot = r.snapshot,"
+    " updated_at = r.updated_at, agencies = r.agencies, data_key_id = r.data_key_id"
+    " FROM (" + _SNAPSHOT_ROWS + ") AS r"
+    " WHERE s.case_id = r.case_id AND s.version = r.stored RETURNING s.case_id"
+)
+
+
+def _state_arrays(changes: Sequence[CaseChange], keys: Mapping[str, DataKey]) -> list[list[Any]]:
+    snapshots = [sealed_snapshot(c.after, keys.get(c.after.case_id)) for c in changes]
+    cases = [c.after for c in changes]
+    return [
+        [c.case_id for c in cases],
+        [c.kind.value for c in cases],
+        [c.state.value for c in cases],
+        [c.version for c in cases],
+        [c.owner for c in cases],
+        [c.person_key for c in cases],
+        [text for text, _ in snapshots],
+        [c.updated_at for c in cases],
+        [orjson.dumps(agencies_involved(c)).decode() for c in cases],
+        [key_id for _, key_id in snapshots],
+    ]
 
 
 async def save_case(
@@ -150,52 +263,10 @@ async def save_case(
     after: Case,
     events: Sequence[CaseEvent],
 ) -> DataKey | None:
-    """Append the events and move the snapshot on, refusing if the version moved meanwhile.
-
-    Returns the data key the case's personal data was sealed with (None when the case holds
-    none: a SAR incident, or a person erased), for sealing what is published about it."""
-    key = await case_key(conn, vault, after.case_id) if holds_personal_data(after) else None
-    rows = []
-    for e in events:
-        text, key_id = _sealed_event(e, key)
-        rows.append((e.case_id, e.version, type(e).__name__, text, key_id))
-    await conn.executemany(
-        "INSERT INTO case_event (case_id, version, event_type, event, data_key_id)"
-        " VALUES ($1, $2, $3, $4, $5)",
-        rows,
-    )
-    snapshot, snapshot_key_id = sealed_snapshot(after, key)
-    values = (
-        after.kind.value,
-        after.state.value,
-        after.version,
-        after.owner,
-        after.person_key,
-        snapshot,
-        after.updated_at,
-        agencies_involved(after),
-        snapshot_key_id,
-    )
-    if before is None:
-        await conn.execute(
-            "INSERT INTO case_state (case_id, kind, state, version, owner, person_key,"
-            " snapshot, updated_at, agencies, data_key_id)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            after.case_id,
-            *values,
-        )
-        return key
-    status = await conn.execute(
-        "UPDATE case_state SET kind = $2, state = $3, version = $4, owner = $5,"
-        " person_key = $6, snapshot = $7, updated_at = $8, agencies = $9, data_key_id = $10"
-        " WHERE case_id = $1 AND version = $11",
-        after.case_id,
-        *values,
-        before.version,
-    )
-    if status != "UPDATE 1":
-        raise StaleWriteError(after.case_id)
-    return key
+    """`save_cases` for one case."""
+    stored = None if before is None else before.version
+    keys = await save_cases(conn, vault, [CaseChange(stored, after, list(events))])
+    return keys.get(after.case_id)
 
 
 async def cases_with_person_key(conn: Any, person_key: str, *, other_than: str) -> list[str]:
@@ -247,20 +318,30 @@ def _deadline_of(text: str) -> Deadline:
     return Deadline(**data)
 
 
-async def replace_deadlines(conn: Any, case_id: str, deadlines: Sequence[Deadline]) -> None:
-    """The case's pending deadlines become exactly `deadlines`; raised ones are kept, and a
-    deadline whose id survives the change keeps its row (so it is never raised twice)."""
+async def replace_deadlines(conn: Any, pending: Mapping[str, Sequence[Deadline]]) -> None:
+    """Each case's pending deadlines become exactly `pending[case_id]`; raised ones are kept,
+    and a deadline whose id survives the change keeps its row (so it is never raised twice).
+    Two statements, whatever the number of cases."""
+    if not pending:
+        return
+    kept = [d for deadlines in pending.values() for d in deadlines]
     await conn.execute(
-        "DELETE FROM case_deadline WHERE case_id = $1 AND raised_at IS NULL"
+        "DELETE FROM case_deadline WHERE case_id = ANY($1::text[]) AND raised_at IS NULL"
         " AND NOT (deadline_id = ANY($2::text[]))",
-        case_id,
-        [d.deadline_id for d in deadlines],
+        list(pending),
+        [d.deadline_id for d in kept],
     )
-    await conn.executemany(
-        "INSERT INTO case_deadline (deadline_id, case_id, due_at, deadline)"
-        " VALUES ($1, $2, $3, $4) ON CONFLICT (deadline_id) DO NOTHING",
-        [(d.deadline_id, d.case_id, d.due_at, _deadline_json(d)) for d in deadlines],
-    )
+    if kept:
+        await conn.execute(
+            "INSERT INTO case_deadline (deadline_id, case_id, due_at, deadline)"
+            " SELECT d, c, t, j::jsonb"
+            " FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[]) AS r(d, c, t, j)"
+            " ON CONFLICT (deadline_id) DO NOTHING",
+            [d.deadline_id for d in kept],
+            [d.case_id for d in kept],
+            [d.due_at for d in kept],
+            [_deadline_json(d) for d in kept],
+        )
 
 
 async def due_deadlines(conn: Any, now: dt.datetime) -> list[Deadline]:
@@ -295,10 +376,15 @@ async def add_to_outbox(
             value = seal(key.key, r.value, context=_context("case_outbox", case_id, r.topic))
         headers = orjson.dumps(r.headers).decode()
         rows.append((r.topic, r.key, headers, value, None if key is None else key.key_id))
-    await conn.executemany(
+    if not rows:
+        return
+    # One statement; ids follow the order of `records`, the order the relay publishes in.
+    await conn.execute(
         "INSERT INTO case_outbox (topic, key, headers, value, data_key_id)"
-        " VALUES ($1, $2, $3, $4, $5)",
-        rows,
+        " SELECT t, k, h::jsonb, v, d"
+        " FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bytea[], $5::bigint[])"
+        " WITH ORDINALITY AS r(t, k, h, v, d, n) ORDER BY n",
+        *map(list, zip(*rows, strict=True)),
     )
 
 

@@ -171,20 +171,12 @@ def no_password_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-async def drop_database(stack: Stack, name: str) -> None:
-    conn = await connect(stack, "postgres", "postgres")
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="module")
 async def database(stack: Stack) -> AsyncIterator[str]:
     """A fresh migrated database for this module's writes."""
     name = await stack.create_database()
     yield name
-    await drop_database(stack, name)
+    await stack.drop_database(name)
 
 
 @pytest.fixture
@@ -467,7 +459,7 @@ async def test_the_cases_role_runs_the_case_store_and_cannot_touch_the_audit(
         assert await case_store.claim_message(conn, "urn:test", case_id)
         assert not await case_store.claim_message(conn, "urn:test", case_id)
         assert await case_store.load_case(conn, vault, case_id) is None
-        # save_case's and replace_deadlines' own statements, sealed with the case's data key.
+        # The rights save_case's and replace_deadlines' statements need, sealed with a data key.
         key = await case_store.case_key(conn, vault, case_id)
         await conn.execute(
             "INSERT INTO case_event (case_id, version, event_type, event, data_key_id)"
@@ -563,7 +555,7 @@ async def test_cases_rebuild_check_runs_as_the_auditor(stack: Stack) -> None:
         assert report.ok
         assert report.cases == 0
     finally:
-        await drop_database(stack, name)
+        await stack.drop_database(name)
 
 
 # --- partitions added later -------------------------------------------------------------------
@@ -573,7 +565,7 @@ async def test_cases_rebuild_check_runs_as_the_auditor(stack: Stack) -> None:
 async def fresh_database(stack: Stack) -> AsyncIterator[str]:
     name = await stack.create_database()
     yield name
-    await drop_database(stack, name)
+    await stack.drop_database(name)
 
 
 async def test_a_partition_added_later_needs_no_grant(stack: Stack, fresh_database: str) -> None:

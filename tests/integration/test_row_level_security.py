@@ -152,14 +152,6 @@ async def connect(stack: Stack, role: str, database: str) -> asyncpg.Connection:
     return conn
 
 
-async def drop_database(stack: Stack, name: str) -> None:
-    conn = await connect(stack, "postgres", "postgres")
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="module")
 async def world(stack: Stack) -> AsyncIterator[World]:
     """The scenario, written by the cases service's own role and statements."""
@@ -177,25 +169,24 @@ async def world(stack: Stack) -> AsyncIterator[World]:
                     events(c),
                 )
             own, overdue, other = cases["own"], cases["overdue"], cases["other"]
-            await store.replace_deadlines(conn, own.case_id, [deadline(own, "ack", NOW + 2 * HOUR)])
+            # Due first of all: were `other`'s visible to A, it would lead A's list.
             await store.replace_deadlines(
                 conn,
-                overdue.case_id,
-                [
-                    deadline(overdue, "screen", NOW - HOUR),
-                    deadline(overdue, "plan", NOW + 30 * HOUR),
-                    deadline(overdue, "ack", NOW - 10 * HOUR),
-                ],
+                {
+                    own.case_id: [deadline(own, "ack", NOW + 2 * HOUR)],
+                    overdue.case_id: [
+                        deadline(overdue, "screen", NOW - HOUR),
+                        deadline(overdue, "plan", NOW + 30 * HOUR),
+                        deadline(overdue, "ack", NOW - 10 * HOUR),
+                    ],
+                    other.case_id: [deadline(other, "ack", NOW - 2 * HOUR)],
+                },
             )
             await store.mark_raised(conn, [f"{overdue.case_id}:ack"], NOW - 9 * HOUR)
-            # Due first of all: were it visible to A, it would lead A's list.
-            await store.replace_deadlines(
-                conn, other.case_id, [deadline(other, "ack", NOW - 2 * HOUR)]
-            )
     finally:
         await writer.close()
     yield World(name, cases)
-    await drop_database(stack, name)
+    await stack.drop_database(name)
 
 
 @pytest.fixture
@@ -551,7 +542,7 @@ async def test_the_migration_backfills_agencies_as_the_service_computes_them(
             c.case_id: store.agencies_involved(c) for c in cases
         }
     finally:
-        await drop_database(stack, name)
+        await stack.drop_database(name)
 
 
 async def _insert_snapshots(stack: Stack, database: str, cases: Sequence[Case]) -> None:

@@ -112,6 +112,14 @@ class Stack:
         await asyncio.to_thread(upgrade, self.url(OWNER_ROLE, name))
         return name
 
+    async def drop_database(self, name: str) -> None:
+        """Drop a database `create_database` made, whoever is still connected."""
+        conn = await asyncpg.connect(asyncpg_dsn(self.url("postgres", "postgres")))
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
 
 def start_stack() -> Stack:
     if os.environ.get("CASEBRIDGE_TEST_STACK") == "dev":
