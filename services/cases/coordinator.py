@@ -395,14 +395,20 @@ class CaseCoordinator:
     async def relay(self) -> None:
         """Publish the outbox in order; rows are deleted only once the broker has them."""
         async with self._relaying:
-            await self._relay()
+            while await self._relay_some():
+                pass
 
-    async def _relay(self) -> None:
-        while True:
-            async with self._db.pool.acquire() as conn:
-                pending = await store.pending_outbox(conn, self._vault)
+    async def _relay_some(self) -> bool:
+        """Publish the oldest outbox rows and delete them; False when there were none.
+
+        Under the outbox lock, for the whole transaction: with several instances of the
+        service, one relays at a time, so no two publish the same rows and each case's
+        records leave in the order they were written."""
+        async with self._db.pool.acquire() as conn, conn.transaction():
+            await store.lock_outbox(conn)
+            pending = await store.pending_outbox(conn, self._vault)
             if not pending:
-                return
+                return False
             readable = [r for _, r in pending if r is not None]
             if len(readable) < len(pending):
                 # Sealed under a key erased before they went out: unreadable, by design.
@@ -411,8 +417,8 @@ class CaseCoordinator:
                     count=len(pending) - len(readable),
                 )
             await self._publisher.publish_all(readable)
-            async with self._db.pool.acquire() as conn:
-                await store.delete_published(conn, [i for i, _ in pending])
+            await store.delete_published(conn, [i for i, _ in pending])
+        return True
 
 
 def directory_of(routing: RoutingPolicy) -> Mapping[str, AgencyInfo]:

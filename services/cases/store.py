@@ -388,6 +388,14 @@ async def add_to_outbox(
     )
 
 
+_OUTBOX_LOCK = 0x63625F6F7574  # "cb_out": the advisory lock of the outbox's one relay
+
+
+async def lock_outbox(conn: Any) -> None:
+    """Wait for, then hold until the transaction ends, the right to relay the outbox."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", _OUTBOX_LOCK)
+
+
 async def pending_outbox(
     conn: Any, vault: PersonVault, limit: int = 1000
 ) -> list[tuple[int, Outgoing | None]]:

@@ -5,6 +5,7 @@ database as the cases service's role, with a publisher that records what the rel
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -45,10 +46,12 @@ PERSON = {
 
 
 class RecordingPublisher:
-    def __init__(self) -> None:
-        self.sent: list[Outgoing] = []
+    def __init__(self, delay_s: float = 0.0, sent: list[Outgoing] | None = None) -> None:
+        self.sent: list[Outgoing] = [] if sent is None else sent
+        self._delay_s = delay_s
 
     async def publish_all(self, records: Sequence[Outgoing]) -> None:
+        await asyncio.sleep(self._delay_s)  # a broker's round trip, for others to race
         self.sent.extend(records)
 
 
@@ -95,9 +98,10 @@ async def databases(stack: Stack) -> AsyncIterator[tuple[str, str]]:
         await stack.drop_database(name)
 
 
-async def apply(
-    stack: Stack, database: str, batches: list[list[ConsumerRecord[Any, Any]]]
-) -> Outcome:
+def coordinator(
+    stack: Stack, database: str, publisher: RecordingPublisher
+) -> tuple[CaseCoordinator, Database, PersonVault]:
+    """A cases service's coordinator as bootstrap wires it, publishing to `publisher`."""
     settings = stack.settings(database=database, person_key_secret="k" * 40)
     policy = load_policy(settings.routing_policy_path)
     ctx = CaseContext(
@@ -107,16 +111,24 @@ async def apply(
         data_sharing=load_data_sharing_policy(settings.data_sharing_policy_path),
     )
     vault = PersonVault(LocalKek(bytes(range(32))))
-    db, owner = Database(stack.url(CASES_ROLE, database)), Database(stack.url(OWNER_ROLE, database))
-    publisher = RecordingPublisher()
-    coordinator = CaseCoordinator(
+    db = Database(stack.url(CASES_ROLE, database))
+    made = CaseCoordinator(
         publisher=publisher, db=db, vault=vault, ctx=ctx, routing=policy, clock=FakeClock(T0)
     )
+    return made, db, vault
+
+
+async def apply(
+    stack: Stack, database: str, batches: list[list[ConsumerRecord[Any, Any]]]
+) -> Outcome:
+    publisher = RecordingPublisher()
+    cases, db, vault = coordinator(stack, database, publisher)
+    owner = Database(stack.url(OWNER_ROLE, database))
     await db.start()
     await owner.start()
     try:
         for batch in batches:
-            await coordinator.process(batch)
+            await cases.process(batch)
         async with owner.pool.acquire() as conn:
             states = {
                 k: CASE_ADAPTER.dump_python(v, mode="json")
@@ -167,3 +179,31 @@ async def test_one_batch_has_exactly_the_effects_of_one_event_at_a_time(
     assert together.events == alone.events
     assert together.deadlines == alone.deadlines
     assert together.sent == alone.sent
+
+
+async def test_two_instances_relay_each_outbox_row_once_and_in_order(
+    stack: Stack, databases: tuple[str, str]
+) -> None:
+    """Both instances relay at once, each publishing slowly; between them every row goes out
+    exactly once, in the order it was written (the outbox lock; without it both would send
+    the same rows)."""
+    database = databases[0]
+    sent: list[Outgoing] = []
+    one, db_one, _ = coordinator(stack, database, RecordingPublisher(0.05, sent))
+    two, db_two, _ = coordinator(stack, database, RecordingPublisher(0.05, sent))
+    rows = [
+        Outgoing(topic="t", key=f"CASE-{i % 7}".encode(), headers={"n": str(i)}, value=b"v")
+        for i in range(2_500)
+    ]
+    await db_one.start()
+    await db_two.start()
+    try:
+        async with db_one.pool.acquire() as conn:
+            await store.add_to_outbox(conn, rows)
+        await asyncio.gather(one.relay(), two.relay(), one.relay(), two.relay())
+        async with db_one.pool.acquire() as conn:
+            assert await store.pending_outbox(conn, PersonVault(LocalKek(bytes(32)))) == []
+    finally:
+        await db_one.close()
+        await db_two.close()
+    assert [r.headers["n"] for r in sent] == [str(i) for i in range(2_500)]
