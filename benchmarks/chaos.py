@@ -43,8 +43,9 @@ What each recipe does (fault times are fractions of the records published):
     acknowledgement and a screening with the right expected versions, and an acknowledgement
     with a stale one (STALE_VERSION); the phases are gated on the previous one's effects, so
     the order the cases service sees is the one published.
- 9. A second process of intake, router, cases and audit joins (at 20, 35, 50, 65 %); the
-    second intake and router leave again (SIGTERM) at 80 %.
+ 9. A second process of intake, router, cases and audit joins (at 20, 35, 50, 65 %), and
+    must be given partitions of its group within 60 s; the second intake and router leave
+    again (SIGTERM) at 80 %.
 `--recipes 0` is a control run with no fault.
 
 The oracle (`benchmarks.chaos_oracle`) looks only at effects, once the system has drained
@@ -111,6 +112,7 @@ from benchmarks.chaos_oracle import (
     check_topics,
     committed,
     lag,
+    members_with_partitions,
     partial_writes,
     partitions_of,
 )
@@ -221,6 +223,8 @@ class Row:
     error: str | None = None
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    remarks: list[str] = field(default_factory=list)
+    """Findings that are no failure (printed under the table all the same)."""
 
     @property
     def failed(self) -> bool:
@@ -334,6 +338,8 @@ class Recipe:
     side: OutOfOrder | None = None
     faults: list[Fault] = field(default_factory=list)
     detail: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    """What went wrong in the fault itself (the recipe fails)."""
 
     @property
     def stack(self) -> Stack:
@@ -464,17 +470,34 @@ async def fault_pause(r: Recipe) -> None:
 
 
 async def fault_joins(r: Recipe) -> None:
-    """Recipe 9."""
+    """Recipe 9. Each joining process must be given partitions (else the recipe proves
+    nothing about two instances): the group is watched until both members hold some."""
     extra: list[Instance] = []
+    shared: list[str] = []
     for service, at in zip(SERVICES, (0.2, 0.35, 0.5, 0.65), strict=True):
         await r.publisher.reached(at)
         extra.append(r.fleet.add(service))
         r.ended(f"a second {service} process started")
+        if await _both_hold_partitions(r, service):
+            shared.append(service)
+        else:
+            r.problems.append(f"the second {service} process was never given a partition")
     await r.publisher.reached(0.8)
     for instance in extra[:2]:
         await instance.stop()
     r.ended("the second intake and router left (SIGTERM)")
-    r.detail.append("4 joined, 2 left")
+    r.detail.insert(0, f"4 joined, 2 left; partitions shared by two {', '.join(shared)}")
+
+
+async def _both_hold_partitions(r: Recipe, service: str, within_s: float = 60.0) -> bool:
+    admin = admin_client(r.settings)
+    group = f"{r.settings.group_prefix}.{service}"
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(members_with_partitions, admin, group) >= 2:
+            return True
+        await asyncio.sleep(0.5)
+    return False
 
 
 async def side_stream(r: Recipe) -> None:
@@ -615,15 +638,14 @@ async def run_recipe(world: World, number: int) -> Row:
         verdict = Verdict()
         audit_tally(tracker, expected, verdict.audit)
         await check_cases(settings, expected, verdict.cases)
-        await asyncio.to_thread(
-            check_topics, settings, expected, verdict.inbox, verdict.dead_letters, world.agencies
-        )
+        await asyncio.to_thread(check_topics, settings, expected, verdict, world.agencies)
         verdict.partial_writes = await partial_writes(settings, expected)
         row.verdict = verdict
         got_dead = sum(n for k, n in tracker.got.items() if k[0] == "dead-letter")
         row.dead_letters = (got_dead, expected.bad)
         row.detail = "; ".join(recipe.detail) or _outcomes(expected.outcomes, number)
-        row.notes = verdict.lines() + crashes
+        row.notes = verdict.lines() + crashes + recipe.problems
+        row.remarks = verdict.remarks()
         if not complete:
             row.notes.insert(
                 0, f"{tracker.missing()} audit effects never arrived; {tracker.stuck_on()}"
@@ -874,6 +896,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in rows:
         for note in r.notes:
             print(f"recipe {r.recipe}: {note}")
+        for remark in r.remarks:
+            print(f"recipe {r.recipe} (no failure): {remark}")
     print(
         f"wall time {wall / 60:.1f} min ({wall:.0f} s) for {len(rows)} recipes; "
         f"{args.rate:,.0f} records/s published; three Kafka nodes, RF 3, min.insync 2, acks=all"

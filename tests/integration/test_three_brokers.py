@@ -15,7 +15,6 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -33,21 +32,11 @@ from services.runtime.credentials import (
     service_principal,
 )
 from services.runtime.settings import Settings
-from tests.support.stack import Stack, kafka_node_pid, start_cluster, stop_stack
+from tests.support.stack import Stack, kafka_node_pid
 
 pytestmark = [pytest.mark.kafka]
 
 AGENCY = "id-police-aht"
-BROKERS = 3
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Stack]:
-    started = start_cluster(BROKERS)
-    try:
-        yield started
-    finally:
-        stop_stack(started)
 
 
 @pytest.fixture(scope="module")
