@@ -128,10 +128,10 @@ from benchmarks.chaos_stream import (
     poison_records,
     repeats,
 )
-from benchmarks.pipeline import (
+from benchmarks.pipeline.clients import producer
+from benchmarks.pipeline.deployment import (
     create_database,
     drop_database,
-    producer,
     tear_down_broker,
     with_database,
 )

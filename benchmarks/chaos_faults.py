@@ -29,7 +29,7 @@ import asyncpg
 from confluent_kafka.admin import AdminClient
 
 from benchmarks.chaos_oracle import committed, headers_at, high_watermarks, partitions_of
-from benchmarks.pipeline import service_env
+from benchmarks.pipeline.processes import service_env
 from services.runtime.credentials import OWNER_ROLE, database_url
 from services.runtime.database import asyncpg_dsn
 from services.runtime.settings import REPO_ROOT, Settings

@@ -31,7 +31,7 @@ from aiokafka.partitioner import murmur2
 
 # The pipeline benchmark's synthetic mix (its payload shapes and senders), reused as is.
 from benchmarks.chaos_poison import POISON_PREFIX, POISONED, poison_target
-from benchmarks.pipeline import _KINDS, _SENDERS, _payload, check_registry
+from benchmarks.pipeline.events import KINDS, SENDERS, check_registry, event_payload
 from schemas.cases import CaseAction, CaseOpened
 from schemas.errors import EventRejected, RejectionCode
 from schemas.identity import agency_source
@@ -288,7 +288,7 @@ def _event_id(rng: random.Random) -> str:
 
 def opening(kind: str, n: int, *, run: str, rng: random.Random, event_id: str | None = None) -> Msg:
     """An opening event (referral, return request or SAR alert) of case `n` of the run."""
-    agency, system, ce_type = _SENDERS[kind]
+    agency, system, ce_type = SENDERS[kind]
     case_id = f"{kind[:3].upper()}-{run}-{n:07d}"
     now = datetime.now(UTC).isoformat()
     eid = event_id or _event_id(rng)
@@ -297,7 +297,7 @@ def opening(kind: str, n: int, *, run: str, rng: random.Random, event_id: str | 
         topic=inbound_topic(agency),
         key=case_id.encode(),
         headers=_headers(eid, agency_source(agency, system), ce_type, case_id),
-        value=orjson.dumps(_payload(kind, agency, rng, case_id, n, now)),
+        value=orjson.dumps(event_payload(kind, agency, rng, case_id, n, now)),
         event_id=eid,
         label=kind,
     )
@@ -342,8 +342,8 @@ def base_stream(count: int, *, run: str, policy: RoutingPolicy, seed: int) -> li
     programme itself: same topic, same key, so order per case must be kept)."""
     check_registry(policy)
     rng = random.Random(seed)
-    kinds = [k for k, _ in _KINDS]
-    weights = [w for _, w in _KINDS]
+    kinds = [k for k, _ in KINDS]
+    weights = [w for _, w in KINDS]
     placed: list[tuple[float, int, Msg]] = []
     n = 0
     while len(placed) < count:
