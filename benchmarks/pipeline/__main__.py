@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import importlib.util
 import logging
-import os
 import shutil
 import sys
 import tempfile
@@ -15,37 +14,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-from confluent_kafka import KafkaException
-
+from benchmarks.pipeline import report
 from benchmarks.pipeline.clients import machine_load
-from benchmarks.pipeline.config import BENCH_PRINCIPAL, PIPELINE, TARGET_EVENTS_PER_S
+from benchmarks.pipeline.config import PIPELINE, SYSTEM
 from benchmarks.pipeline.cpu import stack_probes
 from benchmarks.pipeline.deployment import (
-    create_database,
-    drop_database,
-    run_access_plan,
-    tear_down_broker,
-    with_database,
+    Runs,
 )
-from benchmarks.pipeline.events import KINDS, make_events
+from benchmarks.pipeline.events import make_events
 from benchmarks.pipeline.passthrough import PassthroughResult, passthrough
-from benchmarks.pipeline.report import (
-    BASELINE_PARTS,
-    costs_line,
-    ms_line,
-    print_profile,
-    print_samples,
-)
-from benchmarks.pipeline.system import pipeline
+from benchmarks.pipeline.system import Phase, PipelineResult, run_system
 from schemas.errors import EventRejected
-from services.access.broker import sync
 from services.bootstrap import load_routing_policy
-from services.runtime.credentials import (
-    OWNER_ROLE,
-    database_url,
-)
-from services.runtime.migrations import upgrade
+from services.privacy.keys import ensure_deployment_keys
 from services.runtime.settings import Settings
 
 
@@ -70,21 +51,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         " (each process connects as its own role with its password from the run dir)",
     )
     p.add_argument(
-        "--reuse-database",
-        action="store_true",
-        help="use the database of --database-url as it is (migrated to head) instead",
-    )
-    p.add_argument(
         "--layout",
         choices=("split", "single"),
         default="split",
         help="split: one OS process per service (default); single: all in one process",
     )
     p.add_argument(
-        "--rate", type=float, default=0.0, help="publish at this many events/s (0: full speed)"
+        "--paced-events",
+        type=int,
+        help="events of (c)'s paced phase, at half the burst's rate (default: --events / 2)",
     )
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for (b)")
-    p.add_argument("--skip-baseline", action="store_true", help="run (b) only (no ratio)")
+    p.add_argument(
+        "--backlog",
+        action="store_true",
+        help="(c) only: publish --events first, then start the services on that backlog, and"
+        " print each service's peak memory (the 400 MB check)",
+    )
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait per phase")
+    p.add_argument("--skip-baseline", action="store_true", help="no (a) (no ratios)")
+    p.add_argument("--skip-pipeline", action="store_true", help="no (b)")
     p.add_argument(
         "--profile",
         choices=("py-spy", "cprofile", "pyinstrument"),
@@ -105,6 +90,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.events < 1 or args.warmup < 1:
         p.error("--events and --warmup must be at least 1")
+    if args.paced_events is None:
+        args.paced_events = max(1, args.events // 2)
     if args.profile == "pyinstrument" and importlib.util.find_spec("pyinstrument") is None:
         p.error("--profile pyinstrument needs pyinstrument installed in this environment")
     return args
@@ -112,20 +99,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 async def run(args: argparse.Namespace) -> int:
     run_id = uuid.uuid4().hex[:8]
-    prefix = f"bench{run_id}."
-    settings = Settings().model_copy(
+    base = Settings().model_copy(
         update={
             "kafka_bootstrap": args.bootstrap,
             "database_url": args.database_url,
             "run_dir": args.run_dir.resolve(),
-            "topic_prefix": prefix,
-            "group_prefix": f"bench-{run_id}",
         }
     )
-    policy = load_routing_policy(settings)
+    policy = load_routing_policy(base)
+    # As `casebridge migrate` would on a fresh stack: the services read their keys from here.
+    ensure_deployment_keys(base.secrets_dir)
+    paced_n = 0 if args.backlog else args.paced_events
     try:
         events = make_events(
-            args.warmup + args.events, run=run_id.upper(), policy=policy, seed=args.seed
+            args.warmup + args.events + paced_n, run=run_id.upper(), policy=policy, seed=args.seed
         )
     except EventRejected as error:
         print(f"the benchmark's own events are invalid ({error.code}); fix the generator")
@@ -133,164 +120,90 @@ async def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"the benchmark's own events are invalid: {error}")
         return 1
-    plan = run_access_plan(settings, policy)
-    synced = False
-    database: str | None = None
+    warmup = events[: args.warmup]
+    measured = events[args.warmup : args.warmup + args.events]
+    paced = events[args.warmup + args.events :]
     log_dir = Path(tempfile.mkdtemp(prefix=f"cb-bench-{run_id}-"))
-    keep_logs = args.keep or args.profile is not None
-    code = 1
+    split = args.layout == "split"
+    runs = Runs(base, policy, run_id, keep=args.keep)
+    report.header(args, events, measured, base)
+    probes = stack_probes(base.run_dir)
+    idle = await machine_load()
+    if idle > 25.0:
+        print(
+            f"  WARNING: the machine was {idle:.0f}% busy (% of one core) before the run:"
+            " other work competes for the cores (its share shows as 'rest' below)"
+        )
+    problems = False
+    finished = False
     try:
-        if not args.reuse_database:
-            database = await create_database(settings)
-            settings = with_database(settings, database)
-        else:
-            await asyncio.to_thread(upgrade, database_url(settings, OWNER_ROLE))
-        # Topics, SCRAM credentials and ACLs of the run, as the super user (set-up only).
-        synced = True  # from here on, clean-up removes whatever sync got to create
-        report = await asyncio.to_thread(sync, settings, plan)
-        warmup, measured = events[: args.warmup], events[args.warmup :]
-        groups: list[tuple[str, ...]] = (
-            [(s,) for s in PIPELINE] if args.layout == "split" else [PIPELINE]
-        )
-        sizes = sorted(len(e.value) for e in measured)
-        rows = sum(e.audit_rows for e in measured)
-        print(
-            f"CaseBridge pipeline benchmark: {args.events:,} events"
-            f" (+{args.warmup:,} warm-up), {os.cpu_count()} cores, Kafka {args.bootstrap}"
-            f" (SASL_SSL, SCRAM-SHA-512, ACLs), database"
-            f" {'fresh ' + database if database else 'reused'} (scram-sha-256, a role per service)"
-        )
-        print(
-            f"  set-up: {len(plan.topics)} topics under {prefix}, {len(plan.principals)}"
-            f" principals ({len(report.credentials_created)} new credentials), {report.grants}"
-            f" ACLs; events published by {len({e.agency for e in events})} agencies, each with"
-            " its own credentials to its own inbound topic"
-        )
-        print(
-            f"  events: value {sizes[0]}-{sizes[-1]} bytes (median {sizes[len(sizes) // 2]}),"
-            f" 7 CloudEvents headers; mix "
-            + ", ".join(f"{k} {sum(1 for e in measured if e.kind == k)}" for k, _ in KINDS)
-            + f"; {rows:,} audit rows expected"
-        )
-        print(
-            f"  settings: batch_max_records={settings.batch_max_records}"
-            f" batch_timeout_ms={settings.batch_timeout_ms}"
-            f" producer_linger_ms={settings.producer_linger_ms};"
-            f" services: {' | '.join('+'.join(g) for g in groups)}"
-            f" ({len(groups)} process{'es' if len(groups) > 1 else ''})"
-        )
-
-        probes = stack_probes(settings.run_dir)
-        idle = await machine_load()
-        if idle > 25.0:
-            print(
-                f"  WARNING: the machine was {idle:.0f}% busy (% of one core) before the run:"
-                " other work competes for the cores (its share shows as 'rest' below)"
-            )
         base_result: PassthroughResult | None = None
-        if not args.skip_baseline:
-            base_result = await passthrough(
-                settings, measured, timeout_s=args.timeout, probes=probes
+        if not args.skip_baseline and not args.backlog:
+            async with runs.deployment("a") as settings:
+                base_result = await passthrough(
+                    settings, measured, timeout_s=args.timeout, probes=probes
+                )
+            report.passthrough(base_result)
+        pipeline_result: PipelineResult | None = None
+        if not args.skip_pipeline and not args.backlog:
+            groups = _groups(PIPELINE, split)
+            async with runs.deployment("b") as settings:
+                (pipeline_result,) = await run_system(
+                    settings,
+                    warmup,
+                    [Phase("(b) intake -> router -> audit", measured)],
+                    groups=groups,
+                    log_dir=log_dir,
+                    timeout_s=args.timeout,
+                    profile=args.profile,
+                    probes=probes,
+                )
+            report.system(pipeline_result, groups, base_result)
+            report.profiles(args.profile, groups, log_dir, len(warmup) + len(measured))
+            problems |= bool(pipeline_result.problems)
+        groups = _groups(SYSTEM, split)
+        async with runs.deployment("c") as settings:
+            if args.backlog:
+                label = f"(c) the whole system, on a backlog of {len(measured):,} events"
+                phases = [Phase(label, measured)]
+            else:
+                phases = [
+                    Phase("(c) the whole system, burst", measured),
+                    Phase("(c) the whole system, paced at half the burst's rate", paced, _half),
+                ]
+            results = await run_system(
+                settings,
+                warmup,
+                phases,
+                groups=groups,
+                log_dir=log_dir,
+                timeout_s=args.timeout,
+                profile=args.profile,
+                probes=probes,
+                backlog=args.backlog,
             )
-            print(
-                f"(a) raw aiokafka passthrough as {BENCH_PRINCIPAL} over the same SASL_SSL"
-                f" (getmany + idempotent acks=all producer, commit per batch):"
-                f" {base_result.messages:,} messages in"
-                f" {base_result.seconds:.2f} s = {base_result.rate:,.0f} messages/s"
-            )
-            print(f"    CPU, % of one core: {base_result.cpu.describe()}")
-            print(
-                "    CPU per message: "
-                + costs_line(base_result.cpu.per_event_us(base_result.messages, BASELINE_PARTS))
-            )
-
-        result = await pipeline(
-            settings,
-            warmup,
-            measured,
-            groups=groups,
-            log_dir=log_dir,
-            rate=args.rate,
-            timeout_s=args.timeout,
-            profile=args.profile,
-            probes=probes,
-        )
-        pace = f"at {args.rate:,.0f} events/s" if args.rate > 0 else "at full speed"
-        print(
-            f"(b) pipeline intake -> router -> audit: {result.events:,} events published"
-            f" {pace} in {result.publish_s:.2f} s; all {result.rows:,} audit rows"
-            f" {result.seconds:.2f} s after the first publish = {result.rate:,.0f} events/s"
-        )
-        print(
-            f"    latency publish -> last audit row of the event: {ms_line(result.latency_last_ms)}"
-        )
-        routed = ms_line(result.latency_routed_ms)
-        print(f"    latency publish -> routing-decision audit row:  {routed}")
-        print(
-            "    last event done, s after the first publish: "
-            + ", ".join(f"{k} {v:.2f}" for k, v in result.stages.items())
-            + " (intake: start of its last transaction; router: its last decision's ce_time)"
-        )
-        print(f"    CPU, % of one core: {result.cpu.describe()}")
-        parts = [*("+".join(g) for g in groups), "kafka", "postgres"]
-        costs = result.cpu.per_event_us(result.events, parts)
-        total = sum(costs.values())
-        cores = os.cpu_count() or 1
-        print(
-            "    CPU per event: "
-            + costs_line(costs)
-            + (
-                f"; total {total:,.0f} us, so at most {cores * 1e6 / total:,.0f} events/s"
-                f" on {cores} otherwise idle cores"
-                if total > 0
-                else ""
-            )
-        )
-        print(f"    ready to run but waiting for a CPU: {result.cpu.describe_waits()}")
-        for problem in result.problems:
-            print(f"    PROBLEM: {problem}")
-        if base_result is not None:
-            print(f"ratio b/a: {result.rate / base_result.rate:.3f}")
-        if args.rate > 0:
-            print(f"target >= {TARGET_EVENTS_PER_S:,} events/s: not checked (paced run)")
-        else:
-            met = result.rate >= TARGET_EVENTS_PER_S and not result.problems
-            print(
-                f"target >= {TARGET_EVENTS_PER_S:,} events/s: {'MET' if met else 'NOT MET'}"
-                f" ({result.rate:,.0f} events/s)"
-            )
-        for group in groups:
-            name = "+".join(group)
-            if args.profile == "cprofile":
-                print_profile(name, log_dir / f"{name}.prof", len(warmup) + len(measured))
-            elif args.profile == "py-spy":
-                print_samples(name, log_dir / f"{name}.py-spy.txt")
-        code = 0 if not result.problems else 1
-        return code
+        for result in results:
+            report.system(result, groups, base_result)
+            problems |= bool(result.problems)
+        report.profiles(args.profile, groups, log_dir, len(warmup) + len(measured))
+        report.summary(base_result, pipeline_result, results, backlog=args.backlog)
+        finished = True
+        return 1 if problems else 0
     finally:
-        if args.keep:
-            print(
-                f"kept: topics {prefix}* and their ACLs, database {database or '(reused)'},"
-                f" logs {log_dir}"
-            )
-        else:
-            if synced:
-                try:
-                    failed = await asyncio.to_thread(tear_down_broker, settings, plan)
-                except (KafkaException, OSError, ValueError) as error:
-                    failed = [str(error)]
-                for line in failed:
-                    print(f"clean-up of {prefix}* incomplete: {line}")
-            if database is not None:
-                try:
-                    await drop_database(settings, database)
-                except (asyncpg.PostgresError, OSError) as error:
-                    print(f"clean-up: could not drop database {database}: {error}")
-        if keep_logs or code != 0:
-            if not args.keep:
-                print(f"service logs{' and profiles' if args.profile else ''}: {log_dir}")
+        await runs.clean_up()
+        if args.keep or args.profile is not None or problems or not finished:
+            print(f"service logs{' and profiles' if args.profile else ''}: {log_dir}")
         else:
             shutil.rmtree(log_dir, ignore_errors=True)
+
+
+def _half(before: Sequence[PipelineResult]) -> float:
+    """Half the rate the burst reached: latency measured below saturation."""
+    return before[0].rate / 2 if before and before[0].rate > 0 else 0.0
+
+
+def _groups(services: tuple[str, ...], split: bool) -> list[tuple[str, ...]]:
+    return [(s,) for s in services] if split else [services]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

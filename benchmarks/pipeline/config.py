@@ -20,7 +20,14 @@ SUPERUSER = "postgres"
 BENCH_PRINCIPAL = "casebridge-bench"
 """The baseline's Kafka principal: like a service's, with ACLs on its own topics and group only
 (granted for the run, removed with it; its credential stays, like every principal's)."""
-TARGET_EVENTS_PER_S = 2_000
+SYSTEM = ("intake", "router", "cases", "audit")
+"""Every service the demo runs (the audit's signer is not: one signer per log)."""
+TARGETS = {"b/a": 0.2, "c/a": 0.08}
+"""Throughput ratios to the passthrough (a) that (b) and (c) must reach."""
+P99_TARGET_MS = 250.0
+"""(c) paced at half its burst rate: publish -> case update audited, p99."""
+RSS_TARGET_MB = 400.0
+"""No service's peak RSS past this while it works through a backlog of 200,000 events."""
 PRODUCER_BATCH_BYTES = 256 * 1024
 """The services' producer batch size (services.runtime.kafka.KafkaPublisher)."""
 METADATA_MAX_AGE_MS = 5_000

@@ -1,4 +1,5 @@
-"""Where the cores went: CPU and run-queue waits of processes, from Linux /proc."""
+"""Where the cores and the memory went: CPU, run-queue waits and peak RSS of processes, from
+Linux /proc."""
 
 from __future__ import annotations
 
@@ -72,6 +73,17 @@ def _pid_in(path: Path) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return pid if Path(f"/proc/{pid}").exists() else None
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """The process's peak resident set (VmHWM), in MiB; None once it has exited."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def stack_probes(run_dir: Path) -> dict[str, Callable[[], float]]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -13,7 +15,7 @@ from sqlalchemy.engine import make_url
 
 from benchmarks.pipeline.config import BENCH_PRINCIPAL, PASSTHROUGH_PARTITIONS, SUPERUSER
 from schemas.topics import TopicSpec
-from services.access.broker import _binding, admin_client, deployment_plan
+from services.access.broker import _binding, admin_client, deployment_plan, sync
 from services.access.plan import AccessPlan, Grant, Operation, Resource
 from services.routing.policy import RoutingPolicy
 from services.runtime.credentials import (
@@ -157,3 +159,58 @@ def tear_down_broker(settings: Settings, plan: AccessPlan) -> list[str]:
     if filters:
         wait("ACLs", admin.delete_acls(filters))
     return failed
+
+
+class Runs:
+    """The deployments of one benchmark run, one per measurement: each its own topic and
+    group prefix, credentials and ACLs (`casebridge agencies sync`'s plan) and a fresh
+    database, removed when it ends unless --keep."""
+
+    def __init__(self, base: Settings, policy: RoutingPolicy, run_id: str, *, keep: bool) -> None:
+        self._keep = keep
+        self._base = base
+        self._policy = policy
+        self._run_id = run_id
+        self.kept: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def deployment(self, tag: str) -> AsyncIterator[Settings]:
+        prefix = f"bench{self._run_id}{tag}."
+        settings = self._base.model_copy(
+            update={"topic_prefix": prefix, "group_prefix": f"bench-{self._run_id}{tag}"}
+        )
+        plan = run_access_plan(settings, self._policy)
+        database: str | None = None
+        synced = False
+        try:
+            database = await create_database(settings)
+            settings = with_database(settings, database)
+            synced = True  # from here on, clean-up removes whatever sync got to create
+            await asyncio.to_thread(sync, settings, plan)
+            yield settings
+        finally:
+            if self._keep:
+                self.kept.append(f"topics {prefix}* and their ACLs, database {database}")
+            else:
+                await self._remove(settings, plan, database, synced=synced)
+
+    async def _remove(
+        self, settings: Settings, plan: AccessPlan, database: str | None, *, synced: bool
+    ) -> None:
+        failed: list[str] = []
+        if synced:
+            try:
+                failed = await asyncio.to_thread(tear_down_broker, settings, plan)
+            except (KafkaException, OSError, ValueError) as error:
+                failed = [str(error)]
+        for line in failed:
+            print(f"clean-up of {settings.topic_prefix}* incomplete: {line}")
+        if database is not None:
+            try:
+                await drop_database(settings, database)
+            except (asyncpg.PostgresError, OSError) as error:
+                print(f"clean-up: could not drop database {database}: {error}")
+
+    async def clean_up(self) -> None:
+        for line in self.kept:
+            print(f"kept: {line}")

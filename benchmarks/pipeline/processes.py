@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from benchmarks.pipeline.config import RUN_SETTINGS, STOP_TIMEOUT_S
-from benchmarks.pipeline.cpu import process_cpu_s, runqueue_wait_s
+from benchmarks.pipeline.cpu import peak_rss_mb, process_cpu_s, runqueue_wait_s
 from services.runtime.settings import REPO_ROOT, Settings
 
 
@@ -143,6 +143,10 @@ class ServiceProcesses:
 
     def probes(self) -> dict[str, Callable[[], float]]:
         return {name: _cpu_of(p.pid) for name, p in self.procs.items()}
+
+    def peak_rss_mb(self) -> dict[str, float | None]:
+        """Each service process's peak resident memory so far (MiB)."""
+        return {name: peak_rss_mb(p.pid) for name, p in self.procs.items()}
 
     def waits(self) -> dict[str, Callable[[], float]]:
         return {name: _wait_of(p.pid) for name, p in self.procs.items()}

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import math
+import os
 import pstats
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from services.runtime.settings import REPO_ROOT
+from benchmarks.pipeline.config import BENCH_PRINCIPAL, P99_TARGET_MS, RSS_TARGET_MB, TARGETS
+from benchmarks.pipeline.events import KINDS, BenchEvent
+from benchmarks.pipeline.passthrough import PassthroughResult
+from benchmarks.pipeline.system import PipelineResult
+from services.runtime.settings import REPO_ROOT, Settings
 
 
 def percentile(sorted_values: Sequence[float], p: float) -> float:
@@ -98,3 +103,123 @@ def ms_line(values: Sequence[float]) -> str:
         f"p50 {percentile(values, 50):,.0f} ms, p99 {percentile(values, 99):,.0f} ms"
         f" (min {values[0]:,.0f}, max {values[-1]:,.0f})"
     )
+
+
+def header(
+    args: Any, events: Sequence[BenchEvent], measured: Sequence[BenchEvent], base: Settings
+) -> None:
+    sizes = sorted(len(e.value) for e in measured)
+    rows = sum(e.audit_rows for e in measured)
+    mode = (
+        "a backlog" if args.backlog else f"+{args.warmup:,} warm-up, +{args.paced_events:,} paced"
+    )
+    print(
+        f"CaseBridge benchmark: {args.events:,} events ({mode}), {os.cpu_count()} cores,"
+        f" Kafka {args.bootstrap} (SASL_SSL, SCRAM-SHA-512, ACLs), a fresh database per"
+        " measurement (scram-sha-256, a role per service)"
+    )
+    print(
+        f"  events: value {sizes[0]}-{sizes[-1]} bytes (median {sizes[len(sizes) // 2]}),"
+        f" 7 CloudEvents headers, published by {len({e.agency for e in events})} agencies,"
+        " each with its own credentials to its own inbound topic; mix "
+        + ", ".join(f"{k} {sum(1 for e in measured if e.kind == k)}" for k, _ in KINDS)
+        + f"; {rows:,} pipeline audit rows expected"
+    )
+    print(
+        f"  settings: batch_max_records={base.batch_max_records}"
+        f" batch_timeout_ms={base.batch_timeout_ms}"
+        f" producer_linger_ms={base.producer_linger_ms}; layout {args.layout}"
+    )
+
+
+def passthrough(result: PassthroughResult) -> None:
+    print(
+        f"(a) raw aiokafka passthrough as {BENCH_PRINCIPAL} over the same SASL_SSL"
+        f" (getmany + idempotent acks=all producer, commit per batch):"
+        f" {result.messages:,} messages in {result.seconds:.2f} s = {result.rate:,.0f} messages/s"
+    )
+    print(f"    CPU, % of one core: {result.cpu.describe()}")
+    print(
+        "    CPU per message: "
+        + costs_line(result.cpu.per_event_us(result.messages, BASELINE_PARTS))
+    )
+
+
+def system(
+    result: PipelineResult, groups: Sequence[tuple[str, ...]], base: PassthroughResult | None
+) -> None:
+    pace = f"at {result.rate_asked:,.0f} events/s" if result.rate_asked > 0 else "at full speed"
+    ratio = f" = {result.rate / base.rate:.3f} x (a)" if base is not None and base.rate else ""
+    print(
+        f"{result.label}: {result.events:,} events published {pace} in {result.publish_s:.2f} s;"
+        f" all done {result.seconds:.2f} s after the first publish ="
+        f" {result.rate:,.0f} events/s{ratio}"
+    )
+    to = "case update audited" if any("cases" in g for g in groups) else "last audit row"
+    print(f"    latency publish -> {to}: {ms_line(result.latency_last_ms)}")
+    print(f"    latency publish -> routing-decision audit row: {ms_line(result.latency_routed_ms)}")
+    print(
+        "    last event done, s after the first publish: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in result.stages.items())
+    )
+    print(f"    CPU, % of one core: {result.cpu.describe()}")
+    parts = [*("+".join(g) for g in groups), "kafka", "postgres"]
+    costs = result.cpu.per_event_us(result.events, parts)
+    total = sum(costs.values())
+    cores = os.cpu_count() or 1
+    bound = f"; total {total:,.0f} us, at most {cores * 1e6 / total:,.0f} events/s" if total else ""
+    print("    CPU per event: " + costs_line(costs) + bound)
+    print(f"    ready to run but waiting for a CPU: {result.cpu.describe_waits()}")
+    if result.peak_rss_mb:
+        print("    peak RSS: " + rss_line(result.peak_rss_mb))
+    for problem in result.problems:
+        print(f"    PROBLEM: {problem}")
+
+
+def rss_line(peaks: dict[str, float | None]) -> str:
+    return ", ".join(f"{k} {'?' if v is None else f'{v:,.0f}'} MB" for k, v in peaks.items())
+
+
+def profiles(profile: str | None, groups: Sequence[tuple[str, ...]], log_dir: Path, n: int) -> None:
+    for group in groups:
+        name = "+".join(group)
+        if profile == "cprofile":
+            print_profile(name, log_dir / f"{name}.prof", n)
+        elif profile == "py-spy":
+            print_samples(name, log_dir / f"{name}.py-spy.txt")
+
+
+def summary(
+    base: PassthroughResult | None,
+    pipeline: PipelineResult | None,
+    whole: Sequence[PipelineResult],
+    *,
+    backlog: bool,
+) -> None:
+    """The targets, each MET or NOT MET with the figure it was judged on."""
+
+    def verdict(ok: bool) -> str:
+        return "MET" if ok else "NOT MET"
+
+    if backlog:
+        peaks = whole[0].peak_rss_mb or {}
+        worst = max((v for v in peaks.values() if v is not None), default=0.0)
+        print(
+            f"target peak RSS <= {RSS_TARGET_MB:,.0f} MB per service on a backlog of"
+            f" {whole[0].events:,}: {verdict(0 < worst <= RSS_TARGET_MB)} (largest {worst:,.0f} MB)"
+        )
+        return
+    if base is not None and base.rate > 0:
+        for name, result in (("b/a", pipeline), ("c/a", whole[0] if whole else None)):
+            if result is not None:
+                ratio = result.rate / base.rate
+                ok = ratio >= TARGETS[name] and not result.problems
+                print(f"ratio {name}: {ratio:.3f} (target >= {TARGETS[name]}): {verdict(ok)}")
+    if len(whole) > 1:
+        paced = whole[1]
+        p99 = percentile(paced.latency_last_ms, 99) if paced.latency_last_ms else math.inf
+        ok = p99 <= P99_TARGET_MS and not paced.problems
+        print(
+            f"latency p99 publish -> case update at {paced.rate_asked:,.0f} events/s (half the"
+            f" burst's rate): {p99:,.0f} ms (target <= {P99_TARGET_MS:,.0f} ms): {verdict(ok)}"
+        )
