@@ -18,9 +18,10 @@ demo: setup
 test: setup
 	@$(PY) -m pytest -q
 
+## (a) raw passthrough, (b) intake-router-audit, (c) the whole system; BENCH_ARGS="--backlog --events 200000" for memory.
 bench: setup
 	@infra/stack.sh up >/dev/null
-	@$(PY) -m benchmarks.pipeline
+	@$(PY) -m benchmarks.pipeline $(BENCH_ARGS)
 
 bench-audit: setup
 	@infra/stack.sh up >/dev/null

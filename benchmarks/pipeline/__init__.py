@@ -1,6 +1,7 @@
-"""`python -m benchmarks.pipeline`: raw aiokafka passthrough against the CaseBridge pipeline.
+"""`python -m benchmarks.pipeline` (`make bench`): a raw aiokafka passthrough against CaseBridge,
+the pipeline (b) and the whole system (c).
 
-Both run on the real, secured broker (SASL_SSL with SCRAM-SHA-512 over the deployment's private
+All run on the real, secured broker (SASL_SSL with SCRAM-SHA-512 over the deployment's private
 CA, ACLs enforced by StandardAuthorizer), in one run, on the same machine, so the ratio between
 them is what to compare across machines and runs (absolute figures drift on shared machines):
 
@@ -23,12 +24,20 @@ them is what to compare across machines and runs (absolute figures drift on shar
     Events/s = N / (first publish -> the last of those rows' `recorded_at`). The latency of an
     event is from its publish (just before `send`) to the `recorded_at` of the last of its
     audit rows (the routing-decision row's latency is printed too).
+(c) the whole system: (b) plus the cases service, four processes. An event is done once the
+    case it opens is published by the cases service's outbox relay and audited (its case
+    event and its updates to the agencies: `published` rows caused by the event). First a
+    burst of N events; then, on the same processes, --paced-events more at half the rate the
+    burst reached, for latency below saturation. `--backlog` instead publishes N events
+    before the services start and reports how much memory each needs to work through them.
+Each phase prints its rate and ratio to (a), latencies, CPU per event per component and
+each service's peak RSS (VmHWM); the last lines judge the targets (config.py).
 
-Every run is a deployment of its own on the running stack: its own topic prefix and
-consumer-group prefix, set up as `casebridge agencies sync` sets one up (topics, SCRAM
-credentials and ACLs, as the super user, plus the baseline's principal and topics) and, unless
---reuse-database is given, a fresh database (created by the superuser `postgres` as
-infra/postgres sets up `casebridge`, owned by and migrated as `casebridge_owner`). The audit rows
+Each measurement is a deployment of its own on the running stack (`Runs`): its own topic
+prefix and consumer-group prefix, set up as `casebridge agencies sync` sets one up (topics,
+SCRAM credentials and ACLs, as the super user, plus the baseline's principal and topics) and a
+fresh database (created by the superuser `postgres` as infra/postgres sets up `casebridge`,
+owned by and migrated as `casebridge_owner`). The audit rows
 are read as the read-only `casebridge_auditor`. Afterwards the run's topics, ACLs and database
 are dropped (--keep keeps them, and the service logs).
 
@@ -37,6 +46,10 @@ broker and PostgreSQL of infra/stack.sh, this process, and the rest of the machi
 event" divides by the events, and "ready to run but waiting for a CPU" (schedstat) shows how
 much other work on the machine held the services back. --profile py-spy adds where each
 service spends its CPU.
+
+The parts: `events` (the synthetic stream), `deployment`, `processes` (service processes),
+`clients` (the agencies' producers), `passthrough` (a), `system` (b, c), `cpu` (/proc
+accounting), `report` (what is printed) and `__main__` (the command).
 
 Events are synthetic, shaped like the demo's (referrals of adults and children, return
 requests, SAR alerts). Nothing here prints or logs a payload.
