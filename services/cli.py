@@ -38,6 +38,20 @@ def _migrate(_: argparse.Namespace) -> int:
     return 0
 
 
+def _config(args: argparse.Namespace) -> int:
+    from services.audit.config import AuditSettings
+    from services.runtime import configuration
+    from services.runtime.settings import Settings
+
+    classes = (Settings, AuditSettings)
+    if args.reference:
+        print("\n".join(configuration.reference(classes)))
+        return 0
+    rows = [s for cls in classes for s in configuration.settings_of(cls())]
+    print("\n".join(configuration.table(rows)))
+    return 0
+
+
 def _agencies(args: argparse.Namespace) -> int:
     from services.access import broker
 
@@ -154,6 +168,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--services", default="", help="comma-separated: intake,router,audit")
     p.set_defaults(func=_run)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=_migrate)
+    p = sub.add_parser(
+        "config", help="every setting, its value (secrets masked) and where it came from"
+    )
+    p.add_argument(
+        "--reference", action="store_true", help="the configuration reference (Markdown)"
+    )
+    p.set_defaults(func=_config)
     p = sub.add_parser("agencies", help="broker access: topics, credentials and ACLs")
     agencies_sub = p.add_subparsers(dest="agencies_command", required=True)
     agencies_sub.add_parser(

@@ -47,7 +47,11 @@ class AuditSettings(BaseSettings):
     """Signer cadence, export location, signing key, auditor tokens, API address."""
 
     model_config = SettingsConfigDict(
-        env_prefix="CASEBRIDGE_AUDIT_", extra="ignore", frozen=True, hide_input_in_errors=True
+        env_prefix="CASEBRIDGE_AUDIT_",
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,
+        use_attribute_docstrings=True,
     )
 
     signing_key: SecretStr | None = None
@@ -66,11 +70,17 @@ class AuditSettings(BaseSettings):
     poll_interval_s: float = Field(default=0.5, gt=0, le=60)
     """How often the signer looks for new records."""
     tokens_file: Path | None = None
+    """Auditors and their tokens' SHA-256 hashes, as JSON (module docstring)."""
     tokens: SecretStr | None = None
+    """The same JSON inline (both are read; ids must be unique)."""
     api_host: str = "127.0.0.1"
+    """Address the auditors' HTTP API listens on."""
     api_port: int = Field(default=8095, ge=1, le=65535)
+    """Port the auditors' HTTP API listens on."""
     page_limit_default: int = Field(default=100, ge=1, le=10_000)
+    """Records per page when a query names no limit."""
     page_limit_max: int = Field(default=1000, ge=1, le=10_000)
+    """Most records per page a query may ask for."""
 
     @property
     def tree_heads_path(self) -> Path:
