@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: setup demo test bench bench-audit chaos lint up down generate
+.PHONY: setup demo test bench bench-audit chaos lint lock up down generate
 
 setup:
 	@infra/setup.sh
@@ -31,6 +31,11 @@ bench-audit: setup
 ## CHAOS_ARGS="--events 2000 --recipes 1,3" for a quick run.
 chaos: setup
 	@$(PY) -m benchmarks.chaos $(CHAOS_ARGS)
+
+## Re-resolve infra/requirements.lock (exact versions and hashes) from pyproject.toml; setup installs from it.
+lock: setup
+	@.venv/bin/uv pip compile pyproject.toml --extra dev --generate-hashes --upgrade \
+	  --python-version 3.11 --quiet -o infra/requirements.lock
 
 lint: setup
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy --strict services schemas

@@ -26,7 +26,9 @@ PYTHON="${PYTHON:-python3}"
     || { log "Python >= 3.11 is required (found $(${PYTHON} --version 2>&1))"; exit 1; }
 
 stamp="${VENV}/.casebridge-installed"
-want="$(sha256sum "${REPO_ROOT}/pyproject.toml" | cut -d' ' -f1)"
+# The exact versions (and hashes) of infra/requirements.lock, `make lock` to update it.
+LOCK="${REPO_ROOT}/infra/requirements.lock"
+want="$(cat "${REPO_ROOT}/pyproject.toml" "${LOCK}" | sha256sum | cut -d' ' -f1)"
 if [[ ! -x "${VENV}/bin/python" ]]; then
     log "creating ${VENV}"
     "${PYTHON}" -m venv "${VENV}"
@@ -34,7 +36,8 @@ fi
 if [[ "$(cat "${stamp}" 2>/dev/null)" != "${want}" ]]; then
     log "installing Python packages"
     "${VENV}/bin/pip" install -q --upgrade pip
-    "${VENV}/bin/pip" install -q -e "${REPO_ROOT}[dev]"
+    "${VENV}/bin/pip" install -q --require-hashes -r "${LOCK}"
+    "${VENV}/bin/pip" install -q --no-deps -e "${REPO_ROOT}"
     echo "${want}" >"${stamp}"
 fi
 log "ready"
