@@ -14,7 +14,7 @@ and dead-letter it as PROCESSING_FAILED, and the partition must move on.
 from __future__ import annotations
 
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka import ConsumerRecord
@@ -66,16 +66,13 @@ def install() -> None:
 
     vars(router)["opening_of"] = poisoned_opening_of
 
-    handle: Callable[..., Awaitable[None]] = CaseCoordinator._handle
+    admit: Callable[..., Any] = CaseCoordinator._admit
 
-    async def poisoned_handle(self: CaseCoordinator, *args: Any, **kwargs: Any) -> None:
-        # Whatever else `_handle` takes (a connection, ...), one argument is the record.
-        for arg in (*args, *kwargs.values()):
-            if isinstance(arg, ConsumerRecord):
-                _check(arg, "cases")
-        await handle(self, *args, **kwargs)
+    def poisoned_admit(self: CaseCoordinator, record: ConsumerRecord[Any, Any]) -> Any:
+        _check(record, "cases")
+        return admit(self, record)
 
-    CaseCoordinator._handle = poisoned_handle  # type: ignore[method-assign]
+    CaseCoordinator._admit = poisoned_admit  # type: ignore[method-assign]
 
 
 def main(argv: Sequence[str]) -> int:

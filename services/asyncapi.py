@@ -32,7 +32,6 @@ import importlib.metadata
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Union
 from urllib.parse import unquote
@@ -238,8 +237,9 @@ class DeadLetterBody(_Doc):
 
     error: Rejection
     rejected_by: str
-    """The service that rejected the record, e.g. ``intake``."""
-    rejected_at: datetime
+    """The service that rejected the record, e.g. ``intake``. When: the ``ce_time`` header
+    (the body holds nothing that changes when the same record is rejected again, so a
+    redelivered rejection is recognisably the same record)."""
     original: OriginalRecord
 
 

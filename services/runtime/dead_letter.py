@@ -62,7 +62,6 @@ def dead_letter(
     body = {
         "error": error.to_dict(),
         "rejected_by": rejected_by,
-        "rejected_at": datetime.now(UTC).isoformat(),
         "original": {
             "topic": record.topic,
             "partition": record.partition,
