@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage, KafkaRouter
@@ -83,9 +83,11 @@ def batch_subscriber(
     `message.raw_message`, so any key, header and value reaches the handler (and the
     dead-letter topic) intact.
     """
+    finish_first = FinishBatchOnRevoke()
     subscriber = router.subscriber(
         *topics,
         pattern=pattern,
+        listener=finish_first,
         batch=True,
         group_id=f"{settings.group_prefix}.{service}",
         auto_offset_reset="earliest",
@@ -99,11 +101,38 @@ def batch_subscriber(
         description=description,
     )
 
+    finish_first.batches = subscriber
+
     def register(handler: BatchHandler) -> BatchHandler:
         subscriber(handler)
         return handler
 
     return register
+
+
+class FinishBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Before a rebalance takes partitions away, the batch in flight finishes and commits.
+
+    Without it, a batch being handled when another instance joins or leaves the group
+    commits after its partitions have moved: the commit is lost, the new owner handles the
+    batch again from the last commit, and every record the batch already published goes out
+    twice. FastStream holds the subscriber's lock (`graceful_timeout`, the same wait a
+    shutdown makes) from fetch to commit; the revocation waits for it, within a bound that
+    keeps this member in the group (the rebalance would otherwise evict it)."""
+
+    WAIT_S = 30.0
+
+    def __init__(self) -> None:
+        self.batches: Any = None
+        """The subscriber whose batches are waited for (set once it exists)."""
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        lock = getattr(self.batches, "lock", None)
+        if lock is not None and hasattr(lock, "wait_release"):
+            await lock.wait_release(self.WAIT_S)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
