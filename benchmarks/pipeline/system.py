@@ -282,13 +282,17 @@ async def run_system(
         everything = [*warmup, *(e for p in phases for e in p.events)]
         await prod.start([e.agency for e in everything])
         backlog_sent: list[float] = []
+        backlog_s = 0.0
         if backlog:
+            t0 = time.perf_counter()
             backlog_sent = await publish(prod, phases[0].events, topic_prefix=settings.topic_prefix)
+            backlog_s = time.perf_counter() - t0
         services.start()
         if not backlog:
             await _warm_up(watch, services, prod, settings, warmup, with_cases, log_dir)
         for phase in phases:
-            await watch.mark()
+            if not backlog:  # a backlog's rows may start before this line: marked above
+                await watch.mark()
             cpu = CpuWindow(probes={**services.probes(), **probes}, waits=services.waits())
             services.start_sampling()
             cpu.begin()
@@ -300,7 +304,7 @@ async def run_system(
                 sent_at = await publish(
                     prod, phase.events, topic_prefix=settings.topic_prefix, rate=rate
                 )
-            publish_s = time.perf_counter() - t0
+            publish_s = backlog_s if backlog else time.perf_counter() - t0
             want = sum(e.audit_rows for e in phase.events)
             if with_cases:
                 done = await watch.wait_for_cases(
