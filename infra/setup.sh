@@ -20,6 +20,8 @@ apt_install() {
 
 command -v java >/dev/null 2>&1 || { log "installing a JDK"; apt_install openjdk-17-jre-headless; }
 command -v mvn >/dev/null 2>&1 || { log "installing Maven"; apt_install maven; }
+# Debian's Chromium and its driver: the web console's browser test (Selenium) drives them.
+command -v chromedriver >/dev/null 2>&1 || { log "installing Chromium and ChromeDriver"; apt_install chromium chromium-driver; }
 
 PYTHON="${PYTHON:-python3}"
 "${PYTHON}" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
