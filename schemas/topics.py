@@ -22,6 +22,7 @@ __all__ = [
     "AUDIT_QUERIES",
     "AUDIT_TREE_HEADS",
     "CASE_EVENTS",
+    "CONSOLE_ACTIVITY",
     "DEADLETTER",
     "ERASURES",
     "EVENTS_VALID",
@@ -88,6 +89,15 @@ AUDIT_TREE_HEADS = TopicSpec(
     "Signed checkpoints (tree heads) of the audit log.",
 )
 
+CONSOLE_ACTIVITY = TopicSpec(
+    "casebridge.console.activity",
+    3,
+    "the account's agency, so one agency's activity stays in order",
+    "What caseworkers and auditors did in the console (sign-in, sign-out, reads, refused "
+    "attempts): who, which case, never case data; appended to the audit log like any record. "
+    "Actions themselves go to the agency's own inbound topic.",
+)
+
 ERASURES = TopicSpec(
     "casebridge.erasures",
     1,
@@ -104,6 +114,7 @@ FIXED_TOPICS: tuple[TopicSpec, ...] = (
     AUDIT_QUERIES,
     AUDIT_TREE_HEADS,
     ERASURES,
+    CONSOLE_ACTIVITY,
 )
 """Topics that exist once per deployment (per-agency topics come from the agency registry)."""
 

@@ -53,6 +53,7 @@ from schemas.cases import (
     TransitionRejected,
 )
 from schemas.common import AGENCY_ID_PATTERN
+from schemas.console import ConsoleActivity
 from schemas.envelope import envelope_json_schema
 from schemas.errors import RejectionCode
 from schemas.generate import dump
@@ -62,6 +63,7 @@ from schemas.registry import EVENT_TYPES
 from schemas.topics import (
     AGENCY_TOPIC_KINDS,
     CASE_EVENTS,
+    CONSOLE_ACTIVITY,
     DEADLETTER,
     ERASURES,
     EVENTS_VALID,
@@ -547,8 +549,16 @@ def _documented_publishers(broker: KafkaBroker) -> None:
             # Erasure requests it cannot carry out (malformed, or naming no case).
             (DEADLETTER.name, DEADLETTER.name, DeadLetterBody, DEADLETTER.description),
         ],
+        "console": [
+            (
+                CONSOLE_ACTIVITY.name,
+                CONSOLE_ACTIVITY.name,
+                ConsoleActivity,
+                CONSOLE_ACTIVITY.description,
+            ),
+        ],
     }
-    for service in SERVICES:
+    for service in (*SERVICES, "console"):
         for name, topic, schema, description in writes.get(service, []):
             broker.publisher(
                 topic, title=f"{service}:{name}", description=description, schema=schema

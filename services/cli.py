@@ -8,6 +8,7 @@ import contextlib
 import sys
 from collections.abc import Sequence
 
+from services.console import cli as console_cli
 from services.runtime.settings import get_settings
 
 
@@ -214,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--requested-by", required=True, help="who asked (kept with the erasure)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
     p.set_defaults(func=_person_erase)
+    console_cli.add_parser(sub)
     args = parser.parse_args(args_in)
     code: int = args.func(args)
     return code

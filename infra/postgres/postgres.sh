@@ -18,7 +18,8 @@
 # `init`), and one per role made by `bootstrap`: casebridge_owner (owns the database and tables,
 # runs migrations), casebridge_intake, casebridge_cases, casebridge_audit (audit log writer),
 # casebridge_signer, casebridge_auditor (read-only), casebridge_caseworkers (the caseworkers'
-# read path: its agency's cases only, by row-level security). Table rights come from the
+# read path: its agency's cases only, by row-level security), casebridge_console (the console's
+# accounts and sessions). Table rights come from the
 # migrations.
 # A cluster initialised by an older version of this script with `trust` auth is converted on
 # `init`/`start`: the superuser gets its password, pg_hba.conf is rewritten to scram only.
@@ -41,7 +42,7 @@ OWNER_ROLE="casebridge_owner"
 # One login role per service; what each may do on which table is granted by the migrations
 # (infra/migrations/versions/0011_service_roles.py, 0015_row_level_security.py).
 SERVICE_ROLES=(casebridge_intake casebridge_cases casebridge_audit casebridge_signer casebridge_auditor
-    casebridge_caseworkers)
+    casebridge_caseworkers casebridge_console)
 # The single application role of earlier versions: never created any more, disabled if found.
 RETIRED_ROLE="casebridge_app"
 SECRETS_DIR="${CASEBRIDGE_RUN_DIR}/secrets"

@@ -19,6 +19,7 @@ from schemas.topics import (
     AUDIT_QUERIES,
     AUDIT_TREE_HEADS,
     CASE_EVENTS,
+    CONSOLE_ACTIVITY,
     DEADLETTER,
     ERASURES,
     EVENTS_VALID,
@@ -38,7 +39,15 @@ from schemas.topics import (
 from services.privacy.policy import Retention
 from services.runtime.credentials import DPO, OPERATOR, service_principal
 
-SERVICES_WITH_PRINCIPALS = ("intake", "router", "cases", "audit", "signer", "audit-api")
+SERVICES_WITH_PRINCIPALS = (
+    "intake",
+    "router",
+    "cases",
+    "audit",
+    "signer",
+    "audit-api",
+    "console",
+)
 """Every CaseBridge process that talks to Kafka, each as its own principal."""
 RESERVED_PREFIX = "casebridge"
 KEEP_FOREVER = -1
@@ -156,6 +165,10 @@ def plan_access(
 
     api = service("audit-api")
     allow(api, Operation.WRITE, AUDIT_QUERIES.name)
+
+    # The console records what its users did; their actions it publishes as their agency.
+    console = service("console")
+    allow(console, Operation.WRITE, CONSOLE_ACTIVITY.name)
 
     allow(DPO, Operation.WRITE, ERASURES.name)
 

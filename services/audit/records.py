@@ -36,6 +36,7 @@ from aiokafka import ConsumerRecord
 from schemas.topics import (
     AUDIT_QUERIES,
     CASE_EVENTS,
+    CONSOLE_ACTIVITY,
     DEADLETTER,
     ERASURES,
     EVENTS_VALID,
@@ -59,6 +60,7 @@ SERVICE_WRITTEN_TOPICS = (
     DEADLETTER.name,
     CASE_EVENTS.name,
     AUDIT_QUERIES.name,
+    CONSOLE_ACTIVITY.name,
 )
 SERVICE_WRITTEN_PREFIXES = (INBOX_PREFIX, UPDATES_PREFIX, REJECTIONS_PREFIX)
 """Audited topics that only CaseBridge's own service principals may write (the broker's ACLs,

@@ -86,6 +86,29 @@ SELECT deadline_id, deadline ->> 'rule_id', due_at, deadline ->> 'owner',
 FROM case_deadline WHERE case_id = $1 AND raised_at IS NULL ORDER BY due_at, deadline_id"""
 
 
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """Where the acting agency stands on a case: what decides which actions it is offered
+    (the cases service still decides, with every guard, when the action arrives)."""
+
+    member: bool
+    """The owner or an assigned agency."""
+    handover_requested: bool
+    """A handover to this agency waits for its answer."""
+
+
+_CASE = _CASES.replace("ORDER BY", "WHERE s.case_id = $3 ORDER BY")
+
+# Structure only (who is assigned, which handovers wait), never the sealed person fields.
+_STANDING = """
+SELECT owner = $2 OR coalesce(snapshot -> 'assigned' ? $2, false),
+       EXISTS (SELECT 1 FROM jsonb_array_elements(
+                   CASE jsonb_typeof(snapshot -> 'handovers')
+                       WHEN 'array' THEN snapshot -> 'handovers' ELSE '[]' END) AS h
+               WHERE h ->> 'to_agency' = $2 AND h ->> 'status' = 'requested')
+FROM case_state WHERE case_id = $1"""
+
+
 class CaseReader:
     """Reads for one agency at a time, over a pool connected as `casebridge_caseworkers`."""
 
@@ -107,6 +130,18 @@ class CaseReader:
         async with self._acting_as(agency) as conn:
             rows = await conn.fetch(_CASES, self._clock.now(), limit)
         return [CaseSummary(*row) for row in rows]
+
+    async def case(self, agency: str, case_id: str) -> CaseSummary | None:
+        """One case as the list shows it; None when there is none the agency may see."""
+        async with self._acting_as(agency) as conn:
+            row = await conn.fetchrow(_CASE, self._clock.now(), 1, case_id)
+        return None if row is None else CaseSummary(*row)
+
+    async def standing(self, agency: str, case_id: str) -> Standing | None:
+        """None when there is no case the agency may see."""
+        async with self._acting_as(agency) as conn:
+            row = await conn.fetchrow(_STANDING, case_id, agency)
+        return None if row is None else Standing(member=row[0], handover_requested=row[1])
 
     async def timeline(self, agency: str, case_id: str) -> list[TimelineEntry]:
         """The case's history without payloads; empty for a case the agency may not see."""

@@ -41,7 +41,8 @@ AUDIT = "casebridge_audit"
 SIGNER = "casebridge_signer"
 AUDITOR = "casebridge_auditor"
 CASEWORKERS = "casebridge_caseworkers"
-SERVICE_ROLES = (INTAKE, CASES, AUDIT, SIGNER, AUDITOR, CASEWORKERS)
+CONSOLE = "casebridge_console"
+SERVICE_ROLES = (INTAKE, CASES, AUDIT, SIGNER, AUDITOR, CASEWORKERS, CONSOLE)
 LOGIN_ROLES = ("postgres", OWNER, *SERVICE_ROLES)
 
 # What each role may do, written out here independently of the migration that grants it.
@@ -65,6 +66,11 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     },
     # Which rows: row-level security (tests/integration/test_row_level_security.py).
     CASEWORKERS: {"case_state": {"SELECT"}, "case_event": {"SELECT"}, "case_deadline": {"SELECT"}},
+    # UPDATE of one column only (last_sign_in): the console cannot change a password hash.
+    CONSOLE: {
+        "console_account": {"SELECT", "UPDATE"},
+        "console_session": {"SELECT", "INSERT", "UPDATE", "DELETE"},
+    },
     CASES: {
         "case_event": {"INSERT"},
         "case_state": {"SELECT", "INSERT", "UPDATE"},
@@ -89,6 +95,8 @@ TABLES = {
     "case_deadline": "raised_at",
     "case_outbox": "topic",
     "data_key": "erasure_reason",
+    "console_account": "last_sign_in",
+    "console_session": "last_used_at",
 }
 OPERATIONS = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE")
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(7, 39)))
