@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: setup demo test bench bench-audit chaos lint lock up down generate
+.PHONY: setup demo test bench bench-audit chaos lint lock up down generate screenshots
 
 setup:
 	@infra/setup.sh
@@ -36,6 +36,10 @@ chaos: setup
 lock: setup
 	@.venv/bin/uv pip compile pyproject.toml --extra dev --generate-hashes --upgrade \
 	  --python-version 3.11 --quiet -o infra/requirements.lock
+
+## The web console's browser test, keeping its screenshots in docs/console/.
+screenshots: setup
+	@CASEBRIDGE_SCREENSHOTS=$(CURDIR)/docs/console $(PY) -m pytest -q tests/e2e/test_console_browser.py
 
 lint: setup
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy --strict services schemas

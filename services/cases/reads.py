@@ -47,6 +47,16 @@ class TimelineEntry:
     actor: str | None
     """The acting agency; for the opening event, the agency that reported it."""
     state: str | None
+    action: str | None = None
+    """For a recorded transition, the action taken (`handover_accepted`)."""
+
+    @property
+    def what(self) -> str:
+        """What happened, for a person: the action, else the event (`case opened`)."""
+        if self.action:
+            return self.action.replace("_", " ")
+        words = "".join(f" {c.lower()}" if c.isupper() else c for c in self.event_type)
+        return words.strip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +85,7 @@ SELECT version, event_type, recorded_at,
        coalesce(event ->> 'actor_agency', event #>> '{referral,reporting_agency}',
                 event #>> '{return_request,reporting_agency}',
                 event #>> '{sar_alert,reporting_agency}') AS actor,
-       event ->> 'state' AS state
+       event ->> 'state' AS state, event #>> '{action,action}' AS action
 FROM case_event WHERE case_id = $1 ORDER BY version"""
 
 _DEADLINES = """

@@ -61,6 +61,7 @@ class CaseList(BaseModel):
 class TimelineOut(BaseModel):
     version: int
     event_type: str
+    action: str | None = Field(description="For a recorded transition, the action taken.")
     recorded_at: dt.datetime
     actor: str | None
     state: str | None
@@ -124,6 +125,7 @@ def detail_out(view: CaseView) -> CaseDetail:
             TimelineOut(
                 version=t.version,
                 event_type=t.event_type,
+                action=t.action,
                 recorded_at=t.recorded_at,
                 actor=t.actor,
                 state=t.state,

@@ -1,0 +1,212 @@
+"""The web console in a real browser (Debian's Chromium through chromedriver, with Selenium):
+sign in, see the agency's cases, walk the demo's handover, and check what each agency sees.
+
+Selenium blocks, and the console and the services run on the test's event loop, so each
+browser walk runs in a thread while the loop keeps serving. Screenshots of the main pages go to
+`$CASEBRIDGE_SCREENSHOTS` when set (`make screenshots` keeps them in docs/console/), else to
+the test's temporary directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+from services.console.app import create_console
+from services.console.config import ConsoleSettings
+from tests.support.console import (
+    RECEIVER,
+    REQUESTER,
+    Accounts,
+    make_accounts,
+    referral_awaiting_handover,
+    serving,
+)
+from tests.support.pipeline import running
+from tests.support.stack import Stack
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+@dataclass
+class Site:
+    url: str
+    accounts: Accounts
+    case_id: str
+    shots: Path
+
+
+@pytest.fixture(scope="module")
+async def site(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
+    ns = f"w{uuid.uuid4().hex[:10]}."
+    settings = stack.deployment(topic_prefix=ns, group_prefix=ns + "cb")
+    shots = Path(os.environ.get("CASEBRIDGE_SCREENSHOTS") or tmp_path_factory.mktemp("shots"))
+    await asyncio.to_thread(shots.mkdir, parents=True, exist_ok=True)
+    async with running(settings, "intake", "router", "cases", "audit"):
+        accounts = await make_accounts(settings)
+        case_id = await referral_awaiting_handover(settings)
+        app = create_console(settings, ConsoleSettings(action_wait_s=15))
+        async with serving(app) as url:
+            yield Site(url, accounts, case_id, shots)
+
+
+@pytest.fixture
+def browser() -> Iterator[WebDriver]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1280,1000",
+    ):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def sign_in(browser: WebDriver, site: Site, who: tuple[str, str]) -> None:
+    browser.delete_all_cookies()
+    browser.get(site.url + "/")
+    assert browser.current_url.endswith("/sign-in")
+    browser.find_element(By.ID, "username").send_keys(who[0])
+    password = browser.find_element(By.ID, "password")
+    password.send_keys(who[1])
+    password.send_keys(Keys.ENTER)  # the keyboard alone signs in
+    WebDriverWait(browser, 30).until(expected_conditions.url_contains("/cases"))
+
+
+def listed_cases(browser: WebDriver) -> set[str]:
+    rows = browser.find_elements(By.CSS_SELECTOR, "#cases tbody tr")
+    return {row.get_attribute("data-case-id") or "" for row in rows}
+
+
+def unlabelled_inputs(browser: WebDriver) -> list[str]:
+    """Visible form controls no label names (by `for`, or by wrapping them)."""
+    script = """
+      return Array.from(document.querySelectorAll('input, select, textarea'))
+        .filter(e => e.type !== 'hidden')
+        .filter(e => !(e.labels && e.labels.length))
+        .map(e => e.id || e.name);
+    """
+    found: list[str] = browser.execute_script(script)
+    return found
+
+
+def _a_wrong_password_is_refused_in_the_page(browser: WebDriver, site: Site) -> None:
+    browser.get(site.url + "/sign-in")
+    assert unlabelled_inputs(browser) == []
+    browser.save_screenshot(str(site.shots / "sign-in.png"))
+    browser.find_element(By.ID, "username").send_keys(site.accounts.receiver[0])
+    browser.find_element(By.ID, "password").send_keys("not the password")
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    alert = browser.find_element(By.ID, "sign-in-error")
+    assert "wrong username or password" in alert.text
+    assert alert.get_attribute("role") == "alert"
+    sign_in(browser, site, site.accounts.receiver)  # positive control
+    assert site.case_id in listed_cases(browser)
+
+
+def _an_agency_without_standing_sees_nothing_of_the_case(browser: WebDriver, site: Site) -> None:
+    sign_in(browser, site, site.accounts.requester)  # positive control
+    assert site.case_id in listed_cases(browser)
+    sign_in(browser, site, site.accounts.outsider)
+    assert site.case_id not in listed_cases(browser)
+    browser.get(f"{site.url}/cases/{site.case_id}")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Not found"
+    assert site.case_id not in browser.find_element(By.ID, "error").text
+
+
+def _the_receiver_accepts_the_handover_and_the_requester_sees_it(
+    browser: WebDriver, site: Site
+) -> None:
+    sign_in(browser, site, site.accounts.receiver)
+    browser.save_screenshot(str(site.shots / "cases.png"))
+    browser.find_element(By.LINK_TEXT, site.case_id).click()
+    assert browser.find_element(By.ID, "case-version").text == "5"
+    assert unlabelled_inputs(browser) == []
+    assert browser.find_elements(By.ID, "action-handover_declined")
+    browser.save_screenshot(str(site.shots / "case-handover-requested.png"))
+
+    # Declining needs a reason: the browser's own check stops an empty one.
+    decline = browser.find_element(By.ID, "action-handover_declined")
+    decline.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    assert browser.find_element(By.ID, "case-version").text == "5"
+
+    accept = browser.find_element(By.ID, "action-handover_accepted")
+    accept.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    notice = WebDriverWait(browser, 30).until(
+        expected_conditions.visibility_of_element_located((By.ID, "notice"))
+    )
+    assert notice.text == "Recorded: handover accepted."
+    assert browser.find_element(By.ID, "case-version").text == "6"
+    last = browser.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")[-1]
+    assert RECEIVER in last.text
+    # Answered: the answer is not offered again.
+    assert not browser.find_elements(By.ID, "action-handover_accepted")
+    browser.save_screenshot(str(site.shots / "case-handover-accepted.png"))
+
+    sign_in(browser, site, site.accounts.requester)
+    browser.get(f"{site.url}/cases/{site.case_id}")
+    assert browser.find_element(By.ID, "case-version").text == "6"
+    assert not browser.find_elements(By.ID, "action-handover_accepted")
+    assert browser.find_elements(By.ID, "action-handover_requested")
+    assert REQUESTER in browser.find_element(By.TAG_NAME, "header").text
+
+
+def _a_stale_form_is_refused_with_the_reason(browser: WebDriver, site: Site) -> None:
+    sign_in(browser, site, site.accounts.requester)
+    browser.get(f"{site.url}/cases/{site.case_id}")
+    version = browser.find_element(By.ID, "case-version").text
+    form = browser.find_element(By.ID, "action-handover_requested")
+    # Another caseworker moved the case since this page was drawn: simulated by an old version.
+    browser.execute_script("arguments[0].querySelector('input[name=version]').value = '1'", form)
+    form.find_element(By.NAME, "to_agency").send_keys("ph-dswd")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    error = browser.find_element(By.ID, "error")
+    assert "the case has changed" in error.text
+    assert browser.find_element(By.ID, "case-version").text == version
+
+
+async def test_a_wrong_password_is_refused_in_the_page(browser: WebDriver, site: Site) -> None:
+    await asyncio.to_thread(_a_wrong_password_is_refused_in_the_page, browser, site)
+
+
+async def test_an_agency_without_standing_sees_nothing_of_the_case(
+    browser: WebDriver, site: Site
+) -> None:
+    await asyncio.to_thread(_an_agency_without_standing_sees_nothing_of_the_case, browser, site)
+
+
+async def test_the_receiver_accepts_the_handover_and_the_requester_sees_it(
+    browser: WebDriver, site: Site
+) -> None:
+    await asyncio.to_thread(
+        _the_receiver_accepts_the_handover_and_the_requester_sees_it, browser, site
+    )
+
+
+async def test_a_stale_form_is_refused_with_the_reason(browser: WebDriver, site: Site) -> None:
+    await asyncio.to_thread(_a_stale_form_is_refused_with_the_reason, browser, site)
