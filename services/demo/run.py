@@ -11,6 +11,7 @@ stops the services (or keeps them running with --keep-running).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 import uuid
@@ -30,7 +31,9 @@ from services.bootstrap import SERVICES, build_app, load_routing_policy, person_
 from services.cases.erasure import erase
 from services.cases.rebuild import rebuild
 from services.cases.watch import read_feeds
+from services.console.config import ConsoleSettings
 from services.demo import coordination
+from services.demo.console import console_running, print_console
 from services.demo.scenario import AgencyMessage, build_scenario
 from services.privacy.keys import ensure_deployment_keys, load_kek
 from services.runtime.credentials import (
@@ -269,38 +272,51 @@ async def verify_audit_log(settings: Settings, audit: AuditSettings, public_file
 
 
 async def run_demo(
-    settings: Settings, *, keep_running: bool, export_dir: Path | None = None
+    settings: Settings,
+    *,
+    keep_running: bool,
+    export_dir: Path | None = None,
+    console_settings: ConsoleSettings | None = None,
 ) -> int:
     await asyncio.to_thread(set_up, settings)
     audit, public_file = demo_audit_settings(export_dir or settings.run_dir)
     app = build_app(*SERVICES, settings=settings, audit=audit)
     await app.start()
     stopped = False
-    try:
-        run = uuid.uuid4().hex[:6].upper()
-        # Reports read as the read-only auditor role.
-        conn = await asyncpg.connect(asyncpg_dsn(database_url(settings, AUDITOR_ROLE)))
+    async with contextlib.AsyncExitStack() as console_stack:
         try:
-            ok = await run_pipeline_part(settings, conn, run)
-            ok &= await run_coordination_part(settings, conn, run)
-            ok &= await run_erasure_part(settings, conn, run)
+            run = uuid.uuid4().hex[:6].upper()
+            # Reports read as the read-only auditor role.
+            conn = await asyncpg.connect(asyncpg_dsn(database_url(settings, AUDITOR_ROLE)))
+            try:
+                ok = await run_pipeline_part(settings, conn, run)
+                ok &= await run_coordination_part(settings, conn, run)
+                ok &= await run_erasure_part(settings, conn, run)
+                console = await console_stack.enter_async_context(
+                    console_running(
+                        settings, conn, run, partial(publish, settings), console_settings
+                    )
+                )
+            finally:
+                await conn.close()
+            await asyncio.sleep(1.0)  # the audit consumer appends the last updates
+            if keep_running:
+                await asyncio.sleep(audit.sth_every_seconds + 1.0)  # the signer's next head
+            else:
+                await console_stack.aclose()
+                await app.stop()  # the signer signs the final tree head on the way out
+                stopped = True
+            ok &= await verify_audit_log(settings, audit, public_file)
+            print("\nDemo result:", "OK" if ok else "FAILED")
+            print_console(console, keep_running=keep_running)
+            if keep_running:
+                print("Services and console keep running (Ctrl-C to stop).")
+                await _until_interrupted()
+            return 0 if ok else 1
         finally:
-            await conn.close()
-        await asyncio.sleep(1.0)  # the audit consumer appends the last updates
-        if keep_running:
-            await asyncio.sleep(audit.sth_every_seconds + 1.0)  # the signer's next head
-        else:
-            await app.stop()  # the signer signs the final tree head on the way out
-            stopped = True
-        ok &= await verify_audit_log(settings, audit, public_file)
-        print("\nDemo result:", "OK" if ok else "FAILED")
-        if keep_running:
-            print("Services keep running (Ctrl-C to stop).")
-            await _until_interrupted()
-        return 0 if ok else 1
-    finally:
-        if not stopped:
-            await app.stop()
+            await console_stack.aclose()
+            if not stopped:
+                await app.stop()
 
 
 def main(*, keep_running: bool = False, settings: Settings | None = None) -> int:

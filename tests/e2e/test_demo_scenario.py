@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from services.console.config import ConsoleSettings
 from services.demo.run import run_demo
 from tests.support.scenario_values import scenario_values
-from tests.support.stack import Stack
+from tests.support.stack import Stack, free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -22,7 +23,13 @@ async def test_demo_routes_each_event_and_logs_no_personal_data(
     ns = f"t{uuid.uuid4().hex[:10]}."
     settings = stack.settings(topic_prefix=ns, group_prefix=ns + "cb", log_level="DEBUG")
 
-    code = await run_demo(settings, keep_running=False, export_dir=tmp_path)
+    port = free_port()
+    code = await run_demo(
+        settings,
+        keep_running=False,
+        export_dir=tmp_path,
+        console_settings=ConsoleSettings(port=port),
+    )
     out, err = capfd.readouterr()
 
     assert code == 0, out
@@ -35,6 +42,8 @@ async def test_demo_routes_each_event_and_logs_no_personal_data(
     assert "id-immigration: 0 updates" in out, "immigration sees no case (non-punishment)"
     assert "Rebuild from the case event log:" in out
     assert "OK, every record matches the signed root" in out
+    assert "checked: th-shelter-ngo sees REF-" in out, "the console was checked through its API"
+    assert out.strip().splitlines()[-1] == f"Console: http://127.0.0.1:{port}/"
     assert (tmp_path / "tree-heads.jsonl").read_text().strip(), "heads exported outside PostgreSQL"
     assert err.strip(), "the services logged something (the check below is not vacuous)"
     values = scenario_values()

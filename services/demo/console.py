@@ -1,0 +1,122 @@
+"""The demo's last act: the caseworkers' console, serving the demo's cases.
+
+Demo accounts are (re)made for the agencies of the referral (passwords new on every run), and a
+second referral is left waiting for th-shelter-ngo's answer, so a person can sign in and accept
+or decline it. Before the address is printed the console is checked through its own API: the
+receiving agency sees the waiting case and an agency with no standing does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+import httpx
+import uvicorn
+
+from services.console.accounts import Role
+from services.console.app import create_console
+from services.console.cli import create_accounts
+from services.console.config import ConsoleSettings
+from services.demo import coordination
+from services.runtime.settings import Settings
+
+DEMO_ACCOUNTS: tuple[tuple[str, str, Role, str], ...] = (
+    ("demo.id-shelter", "id-shelter-ngo", Role.caseworker, "Demo caseworker, ID shelter"),
+    ("demo.th-shelter", "th-shelter-ngo", Role.caseworker, "Demo caseworker, TH shelter"),
+    ("demo.id-police", "id-police-aht", Role.caseworker, "Demo caseworker, ID police"),
+    ("demo.au-jrcc", "au-jrcc", Role.caseworker, "Demo caseworker, AU JRCC"),
+)
+
+
+@dataclass(frozen=True)
+class ConsoleDemo:
+    url: str
+    passwords: dict[str, str]
+    waiting_case: str
+    """A referral whose handover th-shelter-ngo has not answered yet."""
+
+
+async def waiting_referral(
+    settings: Settings,
+    conn: asyncpg.Connection,
+    run: str,
+    publish: coordination.Publish,
+) -> str:
+    """The demo referral again (a case of its own), played up to the handover request."""
+    steps = coordination.referral_steps(run + "W")[:5]
+    assert await coordination.play(steps, publish, conn), "the waiting referral did not open"
+    return steps[0].case_id
+
+
+async def _checked(url: str, passwords: dict[str, str], case_id: str) -> None:
+    """The receiver sees the waiting case, an agency without standing does not."""
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+
+        async def cases_of(username: str) -> set[str]:
+            signed = await client.post(
+                "/api/v1/session", json={"username": username, "password": passwords[username]}
+            )
+            signed.raise_for_status()
+            headers = {"Authorization": f"Bearer {signed.json()['token']}"}
+            listed = await client.get("/api/v1/cases", headers=headers)
+            listed.raise_for_status()
+            await client.delete("/api/v1/session", headers=headers)
+            return {c["case_id"] for c in listed.json()["cases"]}
+
+        if case_id not in await cases_of("demo.th-shelter"):
+            raise RuntimeError("the console does not show th-shelter-ngo its waiting case")
+        if case_id in await cases_of("demo.au-jrcc"):
+            raise RuntimeError("the console shows au-jrcc a case it has no standing on")
+
+
+@contextlib.asynccontextmanager
+async def console_running(
+    settings: Settings,
+    conn: asyncpg.Connection,
+    run: str,
+    send: coordination.Publish,
+    console: ConsoleSettings | None = None,
+) -> AsyncIterator[ConsoleDemo]:
+    console = console or ConsoleSettings()
+    passwords = await create_accounts(settings, list(DEMO_ACCOUNTS))
+    case_id = await waiting_referral(settings, conn, run, send)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_console(settings, console),
+            host=console.host,
+            port=console.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError(f"the console did not start on {console.host}:{console.port}")
+            await asyncio.sleep(0.05)
+        url = f"http://{console.host}:{console.port}"
+        await _checked(url, passwords, case_id)
+        yield ConsoleDemo(url, passwords, case_id)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
+
+
+def print_console(demo: ConsoleDemo, *, keep_running: bool) -> None:
+    print("\n== The caseworkers' console ==")
+    print(f"  checked: th-shelter-ngo sees {demo.waiting_case} waiting; au-jrcc does not")
+    if keep_running:
+        print("  demo accounts (passwords shown this once; new ones on every run):")
+        for username, agency, _, _ in DEMO_ACCOUNTS:
+            print(f"    {username:<18} {agency:<16} {demo.passwords[username]}")
+        print(f"  sign in as demo.th-shelter to answer the handover of {demo.waiting_case}")
+    else:
+        print("  (stopped with the demo: KEEP_RUNNING=1 make demo keeps it up, with accounts)")
+    print(f"Console: {demo.url}/")
