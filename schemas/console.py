@@ -12,7 +12,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import StringConstraints
+from pydantic import StrictInt, StringConstraints
 
 from schemas.common import AgencyId, CaseId, StrictModel, Timestamp
 
@@ -31,6 +31,10 @@ class ConsoleActivityKind(StrEnum):
     action_sent = "action_sent"
     action_refused = "action_refused"
     """Refused by the console before sending (stale version, not offered, invalid fields)."""
+    audit_search = "audit_search"
+    """An auditor searched the audit log (the filters are in `query`)."""
+    audit_record = "audit_record"
+    """An auditor opened one audit record and its inclusion proof (`seq`)."""
 
 
 class ConsoleActivity(StrictModel):
@@ -48,4 +52,8 @@ class ConsoleActivity(StrictModel):
     """The id of the action's CloudEvent on the agency's inbound topic."""
     reason: _Printable | None = None
     """Why it was refused (a short code)."""
+    query: _Printable | None = None
+    """An auditor's search filters, `name=value` joined by `&`."""
+    seq: StrictInt | None = None
+    """The audit record an auditor opened."""
     at: Timestamp

@@ -16,12 +16,15 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from services.audit.config import AuditSettings
 from services.cases.reads import CaseReader
 from services.console import api as api_module
 from services.console.accounts import Accounts
 from services.console.actions import AgencyPublishers
 from services.console.activity import ActivityLog, KafkaActivityLog, MemoryActivityLog
 from services.console.api import build_api
+from services.console.audit_pages import build_audit_pages
+from services.console.auditing import AuditClient
 from services.console.casework import Casework
 from services.console.config import ConsoleSettings
 from services.console.pages import build_pages
@@ -44,16 +47,26 @@ class ConsoleParts:
     activity: ActivityLog
     publishers: AgencyPublishers
     activity_publisher: KafkaPublisher | None = None
+    audit_client: AuditClient | None = None
+    """The auditors' pages' client of the auditors' API; None when not configured."""
 
 
-def default_parts(settings: Settings) -> ConsoleParts:
+def default_parts(settings: Settings, console: ConsoleSettings) -> ConsoleParts:
     publisher = KafkaPublisher(settings, kafka_client(settings, service_principal("console")))
+    audit_client = None
+    if console.audit_api_token is not None:
+        audit_client = AuditClient(
+            console.audit_api_url,
+            console.audit_api_token.get_secret_value(),
+            AuditSettings().public_key(),
+        )
     return ConsoleParts(
         accounts_db=Database(database_url(settings, ACCOUNTS_ROLE), max_size=4),
         cases_db=Database(database_url(settings, CASEWORKERS_ROLE), max_size=8),
         activity=KafkaActivityLog(publisher),
         publishers=AgencyPublishers(settings),
         activity_publisher=publisher,
+        audit_client=audit_client,
     )
 
 
@@ -64,7 +77,7 @@ def create_console(
     parts: ConsoleParts | None = None,
 ) -> FastAPI:
     console = console or ConsoleSettings()
-    p = parts or default_parts(settings)
+    p = parts or default_parts(settings, console)
     accounts = Accounts(p.accounts_db, idle_s=console.session_idle_s, max_s=console.session_max_s)
     identity = Identity(accounts, p.activity)
     casework = Casework(
@@ -81,6 +94,8 @@ def create_console(
             yield
         finally:
             await p.publishers.stop()
+            if p.audit_client is not None:
+                await p.audit_client.close()
             if p.activity_publisher is not None:
                 await p.activity_publisher.stop()
             await p.cases_db.close()
@@ -99,6 +114,7 @@ def create_console(
     install_problem_handlers(app)
     app.include_router(build_api(identity, casework))
     app.include_router(build_pages(identity, casework, console))
+    app.include_router(build_audit_pages(identity, p.activity, p.audit_client))
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:

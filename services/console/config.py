@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,3 +29,8 @@ class ConsoleSettings(BaseSettings):
     """How long a request waits for its action to be recorded before answering 202 (pending)."""
     secure_cookies: bool = False
     """Mark the session cookie `Secure` (set it when the console is served over HTTPS)."""
+    audit_api_url: str = "http://127.0.0.1:8095"
+    """The auditors' API (`casebridge audit serve`) the auditors' pages ask."""
+    audit_api_token: SecretStr | None = None
+    """The console's token for the auditors' API (scope audit:metadata); without one the
+    auditors' pages say they are not configured."""

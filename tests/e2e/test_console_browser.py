@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -26,8 +27,13 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from services.console.app import create_console
+from services.audit.api import create_api
+from services.audit.config import SCOPE_METADATA, Auditor, AuditorRegistry, token_hash
+from services.bootstrap import build_app
+from services.console.app import create_console, default_parts
+from services.console.auditing import AuditClient
 from services.console.config import ConsoleSettings
+from services.demo.run import demo_audit_settings
 from tests.support.console import (
     RECEIVER,
     REQUESTER,
@@ -36,11 +42,11 @@ from tests.support.console import (
     referral_awaiting_handover,
     serving,
 )
-from tests.support.pipeline import running
 from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
+SCOPES_METADATA = frozenset({SCOPE_METADATA})
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
@@ -55,16 +61,29 @@ class Site:
 
 @pytest.fixture(scope="module")
 async def site(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
+    """Every service (the audit one signing heads), the auditors' API with a metadata token for
+    the console, and the console."""
     ns = f"w{uuid.uuid4().hex[:10]}."
     settings = stack.deployment(topic_prefix=ns, group_prefix=ns + "cb")
     shots = Path(os.environ.get("CASEBRIDGE_SCREENSHOTS") or tmp_path_factory.mktemp("shots"))
     await asyncio.to_thread(shots.mkdir, parents=True, exist_ok=True)
-    async with running(settings, "intake", "router", "cases", "audit"):
+    audit, _ = demo_audit_settings(tmp_path_factory.mktemp("audit"))
+    services = build_app("intake", "router", "cases", "audit", settings=settings, audit=audit)
+    await services.start()
+    try:
         accounts = await make_accounts(settings)
         case_id = await referral_awaiting_handover(settings)
-        app = create_console(settings, ConsoleSettings(action_wait_s=15))
-        async with serving(app) as url:
-            yield Site(url, accounts, case_id, shots)
+        token = secrets.token_urlsafe(32)
+        auditors = AuditorRegistry({token_hash(token): Auditor("console", SCOPES_METADATA)})
+        audit_api = create_api(settings, audit, auditors=auditors)
+        console = ConsoleSettings(action_wait_s=15)
+        parts = default_parts(settings, console)
+        async with serving(audit_api) as audit_url:
+            parts.audit_client = AuditClient(audit_url, token, audit.public_key())
+            async with serving(create_console(settings, console, parts=parts)) as url:
+                yield Site(url, accounts, case_id, shots)
+    finally:
+        await services.stop()
 
 
 @pytest.fixture
@@ -87,7 +106,9 @@ def browser() -> Iterator[WebDriver]:
         driver.quit()
 
 
-def sign_in(browser: WebDriver, site: Site, who: tuple[str, str]) -> None:
+def sign_in(
+    browser: WebDriver, site: Site, who: tuple[str, str], *, lands_on: str = "/cases"
+) -> None:
     browser.delete_all_cookies()
     browser.get(site.url + "/")
     assert browser.current_url.endswith("/sign-in")
@@ -95,7 +116,7 @@ def sign_in(browser: WebDriver, site: Site, who: tuple[str, str]) -> None:
     password = browser.find_element(By.ID, "password")
     password.send_keys(who[1])
     password.send_keys(Keys.ENTER)  # the keyboard alone signs in
-    WebDriverWait(browser, 30).until(expected_conditions.url_contains("/cases"))
+    WebDriverWait(browser, 30).until(expected_conditions.url_contains(lands_on))
 
 
 def listed_cases(browser: WebDriver) -> set[str]:
@@ -188,6 +209,35 @@ def _a_stale_form_is_refused_with_the_reason(browser: WebDriver, site: Site) -> 
     error = browser.find_element(By.ID, "error")
     assert "the case has changed" in error.text
     assert browser.find_element(By.ID, "case-version").text == version
+
+
+def _auditors_search_the_log_and_check_a_proof(browser: WebDriver, site: Site) -> None:
+    sign_in(browser, site, site.accounts.requester)  # a caseworker: no audit pages
+    browser.get(site.url + "/audit")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Forbidden"
+
+    sign_in(browser, site, site.accounts.auditor, lands_on="/audit")
+    assert "valid" in browser.find_element(By.ID, "head-signature").text
+    assert int(browser.find_element(By.ID, "head-size").text) > 0
+    assert unlabelled_inputs(browser) == []
+    browser.find_element(By.ID, "filter-case_id").send_keys(site.case_id + Keys.ENTER)
+    rows = WebDriverWait(browser, 30).until(
+        lambda b: b.find_elements(By.CSS_SELECTOR, "#audit-results tbody tr")
+    )
+    assert all(site.case_id in row.text for row in rows)
+    browser.save_screenshot(str(site.shots / "audit-search.png"))
+    rows[0].find_element(By.TAG_NAME, "a").click()
+    proof = browser.find_element(By.ID, "proof")
+    assert proof.text.startswith("Inclusion proof checked in the console: seq "), proof.text
+    assert "is in the signed tree of size" in proof.text
+    browser.save_screenshot(str(site.shots / "audit-record.png"))
+
+    browser.get(site.url + "/cases")  # an auditor works no cases
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Forbidden"
+
+
+async def test_auditors_search_the_log_and_check_a_proof(browser: WebDriver, site: Site) -> None:
+    await asyncio.to_thread(_auditors_search_the_log_and_check_a_proof, browser, site)
 
 
 async def test_a_wrong_password_is_refused_in_the_page(browser: WebDriver, site: Site) -> None:
