@@ -294,7 +294,7 @@ async def run_demo(
                 ok &= await run_erasure_part(settings, conn, run)
                 console = await console_stack.enter_async_context(
                     console_running(
-                        settings, conn, run, partial(publish, settings), console_settings
+                        settings, conn, run, partial(publish, settings), audit, console_settings
                     )
                 )
             finally:

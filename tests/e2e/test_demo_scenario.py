@@ -28,7 +28,9 @@ async def test_demo_routes_each_event_and_logs_no_personal_data(
         settings,
         keep_running=False,
         export_dir=tmp_path,
-        console_settings=ConsoleSettings(port=port),
+        console_settings=ConsoleSettings(
+            port=port, audit_api_url=f"http://127.0.0.1:{free_port()}"
+        ),
     )
     out, err = capfd.readouterr()
 
