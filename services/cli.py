@@ -41,10 +41,11 @@ def _migrate(_: argparse.Namespace) -> int:
 
 def _config(args: argparse.Namespace) -> int:
     from services.audit.config import AuditSettings
+    from services.console.config import ConsoleSettings
     from services.runtime import configuration
     from services.runtime.settings import Settings
 
-    classes = (Settings, AuditSettings)
+    classes = (Settings, AuditSettings, ConsoleSettings)
     if args.reference:
         print("\n".join(configuration.reference(classes)))
         return 0

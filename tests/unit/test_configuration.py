@@ -8,6 +8,7 @@ import io
 
 from services.audit.config import AuditSettings
 from services.cli import main
+from services.console.config import ConsoleSettings
 from services.runtime.configuration import MASK, settings_of, table
 from services.runtime.settings import REPO_ROOT, Settings
 
@@ -24,10 +25,11 @@ def test_the_readme_reference_is_what_the_command_prints() -> None:
     assert documented == out.getvalue().strip()
     assert "CASEBRIDGE_KAFKA_BOOTSTRAP" in documented
     assert "CASEBRIDGE_AUDIT_SIGNING_KEY" in documented
+    assert "CASEBRIDGE_CONSOLE_AUDIT_API_TOKEN" in documented
 
 
 def test_every_setting_says_what_it_is_for() -> None:
-    for settings in (Settings(), AuditSettings()):
+    for settings in (Settings(), AuditSettings(), ConsoleSettings()):
         undocumented = [s.variable for s in settings_of(settings) if not s.description]
         assert undocumented == []
 
