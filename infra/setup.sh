@@ -20,6 +20,9 @@ apt_install() {
 
 command -v java >/dev/null 2>&1 || { log "installing a JDK"; apt_install openjdk-17-jre-headless; }
 command -v mvn >/dev/null 2>&1 || { log "installing Maven"; apt_install maven; }
+# Debian's Prometheus: its promtool checks the alert rules, and the metrics test runs its own
+# server (own config and data dir, free port); the package's systemd service is not used.
+command -v prometheus >/dev/null 2>&1 || { log "installing Prometheus"; apt_install prometheus; }
 # Debian's Chromium and its driver: the web console's browser test (Selenium) drives them.
 command -v chromedriver >/dev/null 2>&1 || { log "installing Chromium and ChromeDriver"; apt_install chromium chromium-driver; }
 
