@@ -10,12 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import (
+    KafkaTimeoutError,
+    LeaderNotAvailableError,
+    NotLeaderForPartitionError,
+)
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage, KafkaRouter
 from faststream.message import StreamMessage
@@ -44,6 +56,77 @@ class _TopicsMadeBySetUp(logging.Filter):
         return "Topic creation is skipped" not in record.getMessage()
 
 
+LEADER_WARM_UP_S = 30.0
+"""How long a partition may answer "not the leader" before that is an error, not warm-up."""
+
+
+class LeaderWarmUp(logging.Filter):
+    """Logs a partition's leader warm-up at DEBUG instead of aiokafka's ERROR, for a while.
+
+    A consumer subscribed by pattern (intake, audit) picks up a topic set-up has just created
+    before its partitions have a leader serving them, and aiokafka's fetcher logs every
+    retry of the offset lookup at ERROR ("Failed fetch offsets from 1: NotLeaderForPartition
+    Error"), dozens a second, although it recovers by itself. Those lines go to DEBUG, with
+    one INFO line per topic saying what is happening. A partition still without a serving
+    leader `grace_s` after its first such line is a fault, not warm-up: its lines pass at
+    ERROR again. Any other error passes untouched.
+    """
+
+    MESSAGE = "Failed fetch offsets from %s: %s"
+    """aiokafka's line (`aiokafka.consumer.fetcher`), matched exactly: a reworded line in a
+    later aiokafka passes at ERROR rather than being hidden."""
+
+    def __init__(
+        self, grace_s: float = LEADER_WARM_UP_S, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__()
+        self.grace_s = grace_s
+        self._clock = clock
+        self._seen: dict[str, tuple[float, float]] = {}
+        self._announced: set[str] = set()
+        self.held_back = 0
+        """Lines logged at DEBUG instead of ERROR (tests read it)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if record.msg != self.MESSAGE or not isinstance(args, tuple) or len(args) != 2:
+            return True
+        error = args[1]
+        if not isinstance(error, NotLeaderForPartitionError | LeaderNotAvailableError):
+            return True
+        where = error.args[0] if error.args else None
+        partition = str(where)
+        now = self._clock()
+        first, last = self._seen.get(partition, (now, now))
+        if now - last > self.grace_s:
+            first = now  # quiet for a while: a new warm-up (a leader moved), not the old one
+        self._seen[partition] = (first, now)
+        if now - first >= self.grace_s:
+            return True
+        topic = str(getattr(where, "topic", partition))
+        if topic not in self._announced:
+            self._announced.add(topic)
+            _log.info(
+                "waiting for partition leaders (topic just created, or leadership moving);"
+                f" retrying, an error if still waiting after {self.grace_s:g} s",
+                topic=topic,
+            )
+        _log.debug("partition leader not serving yet", partition=partition, broker=str(args[0]))
+        self.held_back += 1
+        return False
+
+
+def leader_warm_up() -> LeaderWarmUp:
+    """The process's one `LeaderWarmUp`, installed on aiokafka's fetcher logger."""
+    fetcher = logging.getLogger("aiokafka.consumer.fetcher")
+    for existing in fetcher.filters:
+        if isinstance(existing, LeaderWarmUp):
+            return existing
+    installed = LeaderWarmUp()
+    fetcher.addFilter(installed)
+    return installed
+
+
 def create_broker(
     client: KafkaClientConfig, *, client_id: str, logger: logging.Logger
 ) -> KafkaBroker:
@@ -51,6 +134,7 @@ def create_broker(
     `KafkaPublisher`, so FastStream's own producer and admin client are not started)."""
     if not any(isinstance(f, _TopicsMadeBySetUp) for f in logger.filters):
         logger.addFilter(_TopicsMadeBySetUp())
+    leader_warm_up()
     tolerate_undecodable_header_names()
     return KafkaBroker(
         client.bootstrap,
@@ -227,11 +311,14 @@ def origin_of(record: ConsumerRecord[Any, Any]) -> str:
 async def await_topics(
     client: KafkaClientConfig, topics: Iterable[str], *, within_s: float = 30.0
 ) -> str:
-    """Wait until every topic in `topics` exists and is visible to `client`'s principal (the
-    broker hides topics a principal may not describe); return the cluster id.
+    """Wait until every topic in `topics` exists, is visible to `client`'s principal (the
+    broker hides topics a principal may not describe) and has a leader serving each of its
+    partitions; return the cluster id.
 
     Services do not create topics: set-up does. A service started before set-up, or without
-    the ACLs it needs, says which topics it cannot see instead of consuming nothing.
+    the ACLs it needs, says which topics it cannot see instead of consuming nothing. One
+    started while set-up is creating them waits for their leaders: a consumer that starts
+    first makes aiokafka log every retry of its offset lookup at ERROR.
     """
     admin = AIOKafkaAdminClient(**client.aiokafka())
     await admin.start()
@@ -248,10 +335,42 @@ async def await_topics(
                 f"{client.username} cannot see topics {sorted(missing)}: "
                 "run `casebridge agencies sync` (creates topics, credentials and ACLs)"
             )
+        if wanted:
+            described: list[dict[str, Any]] = await admin.describe_topics(sorted(wanted))
+            partitions = [
+                TopicPartition(t["topic"], p["partition"])
+                for t in described
+                for p in t.get("partitions") or ()
+            ]
+            await _await_leaders(client, partitions, within_s=max(deadline - loop.time(), 1.0))
         cluster: dict[str, Any] = await admin.describe_cluster()
         return str(cluster.get("cluster_id") or "")
     finally:
         await admin.close()
+
+
+async def _await_leaders(
+    client: KafkaClientConfig, partitions: Sequence[TopicPartition], *, within_s: float
+) -> None:
+    """Return once each partition's leader answers an offset lookup, the first request a
+    consumer makes. Metadata naming a leader is not enough: a broker announces leadership of
+    a new partition before it serves it. aiokafka retries this lookup quietly (DEBUG)."""
+    probe = AIOKafkaConsumer(
+        **client.aiokafka(),
+        group_id=None,
+        enable_auto_commit=False,
+        request_timeout_ms=max(int(within_s * 1000), 1000),
+    )
+    await probe.start()
+    try:
+        await asyncio.wait_for(probe.beginning_offsets(list(partitions)), within_s + 1.0)
+    except (TimeoutError, KafkaTimeoutError) as error:
+        topics = sorted({p.topic for p in partitions})
+        raise RuntimeError(
+            f"no leader served the partitions of {topics} within {within_s:.0f} s"
+        ) from error
+    finally:
+        await probe.stop()
 
 
 async def _no_decoding(_: StreamMessage[Any]) -> None:
