@@ -43,6 +43,7 @@ from services.runtime.credentials import (
     kafka_client,
 )
 from services.runtime.database import asyncpg_dsn
+from services.runtime.logging import logged_errors
 from services.runtime.migrations import upgrade
 from services.runtime.settings import Settings, get_settings
 
@@ -307,6 +308,9 @@ async def run_demo(
                 await app.stop()  # the signer signs the final tree head on the way out
                 stopped = True
             ok &= await verify_audit_log(settings, audit, public_file)
+            errors = logged_errors()  # a healthy run logs none (the lines are on stderr)
+            print(f"\nLog lines at error level: {errors}")
+            ok &= errors == 0
             print("\nDemo result:", "OK" if ok else "FAILED")
             print_console(console, keep_running=keep_running)
             if keep_running:

@@ -117,11 +117,32 @@ def _drop_color_message(_: WrappedLogger, __: str, event_dict: EventDict) -> Eve
     return event_dict
 
 
+class ErrorCount(logging.Handler):
+    """Counts the records at ERROR and above that the process logged, so a command can say
+    whether a run that looked fine logged any (`make demo` reports it; none on a healthy start).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+_ERRORS = ErrorCount()
+
+
+def logged_errors() -> int:
+    """Records at ERROR and above logged since `configure_logging` last ran."""
+    return _ERRORS.count
+
+
 def configure_logging(*, fmt: str = "json", level: str = "INFO") -> logging.Logger:
     """Route structlog and stdlib records through the same processors; return the app logger.
 
     The returned stdlib logger is the one to hand to FastStream and KafkaBroker, whose own
-    loggers do not propagate.
+    loggers do not propagate. Starts `logged_errors` again from zero.
     """
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -165,7 +186,8 @@ def configure_logging(*, fmt: str = "json", level: str = "INFO") -> logging.Logg
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    _ERRORS.count = 0
+    root.handlers[:] = [handler, _ERRORS]
     root.setLevel(level.upper())
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     return logging.getLogger("casebridge")

@@ -21,6 +21,7 @@ from services.runtime.logging import (
     bind_message_context,
     clear_message_context,
     configure_logging,
+    logged_errors,
     scrub_input_text,
 )
 
@@ -356,3 +357,17 @@ def test_models_with_hidden_input_log_unchanged(capsys: pytest.CaptureFixture[st
 )
 def test_scrub_input_text(text: str, expected: str) -> None:
     assert scrub_input_text(text) == expected
+
+
+def test_logged_errors_counts_error_records_since_logging_was_configured(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging(fmt="json", level="INFO")
+    logging.getLogger("aiokafka.consumer.fetcher").error("from a library")
+    structlog.stdlib.get_logger("casebridge.test").error("from a service")
+    structlog.stdlib.get_logger("casebridge.test").warning("not an error")
+    logging.getLogger("casebridge.test").critical("worse than an error")
+    assert logged_errors() == 3
+    configure_logging(fmt="json", level="INFO")
+    assert logged_errors() == 0
+    capsys.readouterr()
