@@ -24,6 +24,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -112,14 +113,23 @@ def sign_in(
     browser.delete_all_cookies()
     browser.get(site.url + "/")
     assert browser.current_url.endswith("/sign-in")
-    browser.find_element(By.ID, "username").send_keys(who[0])
-    password = browser.find_element(By.ID, "password")
+    find(browser, By.ID, "username").send_keys(who[0])
+    password = find(browser, By.ID, "password")
     password.send_keys(who[1])
     password.send_keys(Keys.ENTER)  # the keyboard alone signs in
     WebDriverWait(browser, 30).until(expected_conditions.url_contains(lands_on))
 
 
+def find(browser: WebDriver, by: str, value: str) -> WebElement:
+    """The element once the page shows it (a click's page may still be loading)."""
+    found: WebElement = WebDriverWait(browser, 30).until(
+        expected_conditions.presence_of_element_located((by, value))
+    )
+    return found
+
+
 def listed_cases(browser: WebDriver) -> set[str]:
+    find(browser, By.ID, "summary")  # the list page has loaded (it may be empty)
     rows = browser.find_elements(By.CSS_SELECTOR, "#cases tbody tr")
     return {row.get_attribute("data-case-id") or "" for row in rows}
 
@@ -140,10 +150,10 @@ def _a_wrong_password_is_refused_in_the_page(browser: WebDriver, site: Site) -> 
     browser.get(site.url + "/sign-in")
     assert unlabelled_inputs(browser) == []
     browser.save_screenshot(str(site.shots / "sign-in.png"))
-    browser.find_element(By.ID, "username").send_keys(site.accounts.receiver[0])
-    browser.find_element(By.ID, "password").send_keys("not the password")
-    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    alert = browser.find_element(By.ID, "sign-in-error")
+    find(browser, By.ID, "username").send_keys(site.accounts.receiver[0])
+    find(browser, By.ID, "password").send_keys("not the password")
+    find(browser, By.CSS_SELECTOR, "button[type=submit]").click()
+    alert = find(browser, By.ID, "sign-in-error")
     assert "wrong username or password" in alert.text
     assert alert.get_attribute("role") == "alert"
     sign_in(browser, site, site.accounts.receiver)  # positive control
@@ -156,8 +166,8 @@ def _an_agency_without_standing_sees_nothing_of_the_case(browser: WebDriver, sit
     sign_in(browser, site, site.accounts.outsider)
     assert site.case_id not in listed_cases(browser)
     browser.get(f"{site.url}/cases/{site.case_id}")
-    assert browser.find_element(By.TAG_NAME, "h1").text == "Not found"
-    assert site.case_id not in browser.find_element(By.ID, "error").text
+    assert find(browser, By.TAG_NAME, "h1").text == "Not found"
+    assert site.case_id not in find(browser, By.ID, "error").text
 
 
 def _the_receiver_accepts_the_handover_and_the_requester_sees_it(
@@ -165,24 +175,24 @@ def _the_receiver_accepts_the_handover_and_the_requester_sees_it(
 ) -> None:
     sign_in(browser, site, site.accounts.receiver)
     browser.save_screenshot(str(site.shots / "cases.png"))
-    browser.find_element(By.LINK_TEXT, site.case_id).click()
-    assert browser.find_element(By.ID, "case-version").text == "5"
+    find(browser, By.LINK_TEXT, site.case_id).click()
+    assert find(browser, By.ID, "case-version").text == "5"
     assert unlabelled_inputs(browser) == []
     assert browser.find_elements(By.ID, "action-handover_declined")
     browser.save_screenshot(str(site.shots / "case-handover-requested.png"))
 
     # Declining needs a reason: the browser's own check stops an empty one.
-    decline = browser.find_element(By.ID, "action-handover_declined")
+    decline = find(browser, By.ID, "action-handover_declined")
     decline.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    assert browser.find_element(By.ID, "case-version").text == "5"
+    assert find(browser, By.ID, "case-version").text == "5"
 
-    accept = browser.find_element(By.ID, "action-handover_accepted")
+    accept = find(browser, By.ID, "action-handover_accepted")
     accept.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     notice = WebDriverWait(browser, 30).until(
         expected_conditions.visibility_of_element_located((By.ID, "notice"))
     )
     assert notice.text == "Recorded: handover accepted."
-    assert browser.find_element(By.ID, "case-version").text == "6"
+    assert find(browser, By.ID, "case-version").text == "6"
     last = browser.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")[-1]
     assert RECEIVER in last.text
     # Answered: the answer is not offered again.
@@ -191,49 +201,49 @@ def _the_receiver_accepts_the_handover_and_the_requester_sees_it(
 
     sign_in(browser, site, site.accounts.requester)
     browser.get(f"{site.url}/cases/{site.case_id}")
-    assert browser.find_element(By.ID, "case-version").text == "6"
+    assert find(browser, By.ID, "case-version").text == "6"
     assert not browser.find_elements(By.ID, "action-handover_accepted")
     assert browser.find_elements(By.ID, "action-handover_requested")
-    assert REQUESTER in browser.find_element(By.TAG_NAME, "header").text
+    assert REQUESTER in find(browser, By.TAG_NAME, "header").text
 
 
 def _a_stale_form_is_refused_with_the_reason(browser: WebDriver, site: Site) -> None:
     sign_in(browser, site, site.accounts.requester)
     browser.get(f"{site.url}/cases/{site.case_id}")
-    version = browser.find_element(By.ID, "case-version").text
-    form = browser.find_element(By.ID, "action-handover_requested")
+    version = find(browser, By.ID, "case-version").text
+    form = find(browser, By.ID, "action-handover_requested")
     # Another caseworker moved the case since this page was drawn: simulated by an old version.
     browser.execute_script("arguments[0].querySelector('input[name=version]').value = '1'", form)
     form.find_element(By.NAME, "to_agency").send_keys("ph-dswd")
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    error = browser.find_element(By.ID, "error")
+    error = find(browser, By.ID, "error")
     assert "the case has changed" in error.text
-    assert browser.find_element(By.ID, "case-version").text == version
+    assert find(browser, By.ID, "case-version").text == version
 
 
 def _auditors_search_the_log_and_check_a_proof(browser: WebDriver, site: Site) -> None:
     sign_in(browser, site, site.accounts.requester)  # a caseworker: no audit pages
     browser.get(site.url + "/audit")
-    assert browser.find_element(By.TAG_NAME, "h1").text == "Forbidden"
+    assert find(browser, By.TAG_NAME, "h1").text == "Forbidden"
 
     sign_in(browser, site, site.accounts.auditor, lands_on="/audit")
-    assert "valid" in browser.find_element(By.ID, "head-signature").text
-    assert int(browser.find_element(By.ID, "head-size").text) > 0
+    assert "valid" in find(browser, By.ID, "head-signature").text
+    assert int(find(browser, By.ID, "head-size").text) > 0
     assert unlabelled_inputs(browser) == []
-    browser.find_element(By.ID, "filter-case_id").send_keys(site.case_id + Keys.ENTER)
+    find(browser, By.ID, "filter-case_id").send_keys(site.case_id + Keys.ENTER)
     rows = WebDriverWait(browser, 30).until(
         lambda b: b.find_elements(By.CSS_SELECTOR, "#audit-results tbody tr")
     )
     assert all(site.case_id in row.text for row in rows)
     browser.save_screenshot(str(site.shots / "audit-search.png"))
     rows[0].find_element(By.TAG_NAME, "a").click()
-    proof = browser.find_element(By.ID, "proof")
+    proof = find(browser, By.ID, "proof")
     assert proof.text.startswith("Inclusion proof checked in the console: seq "), proof.text
     assert "is in the signed tree of size" in proof.text
     browser.save_screenshot(str(site.shots / "audit-record.png"))
 
     browser.get(site.url + "/cases")  # an auditor works no cases
-    assert browser.find_element(By.TAG_NAME, "h1").text == "Forbidden"
+    assert find(browser, By.TAG_NAME, "h1").text == "Forbidden"
 
 
 async def test_auditors_search_the_log_and_check_a_proof(browser: WebDriver, site: Site) -> None:
