@@ -15,6 +15,9 @@ The checking commands trust nothing but the public key file: data may come from 
 (`--api URL --token T`, every query then lands in the audit log) or straight from PostgreSQL
 (`--database-url`, read-only), and is verified here either way.
 
+`verify` and `export` show their progress on stderr (records done, rate, time left) with
+`--progress`, or by default when stderr is a terminal; stdout carries only the results.
+
 Payloads are stored sealed per person. `verify` and `export --payload` open them with the
 deployment's key-encryption key (`CASEBRIDGE_KEK`, or `<run dir>/secrets/keys/kek`) when there
 is one; without it `verify` still checks every leaf and signed head and says that the sealed
@@ -80,6 +83,7 @@ from services.privacy.vault import PersonVault
 from services.runtime.credentials import AUDITOR_ROLE, database_url
 from services.runtime.database import asyncpg_dsn
 from services.runtime.logging import configure_logging
+from services.runtime.progress import Progress, add_progress_flag
 from services.runtime.settings import Settings
 
 __all__ = ["check_consistency", "check_inclusion", "main"]
@@ -250,7 +254,9 @@ async def _verify(args: argparse.Namespace) -> int:
     leaves_file = _default_file(args.leaf_hashes, audit.leaf_hashes_path)
     leaves = read_leaf_hashes_file(leaves_file) if leaves_file is not None else None
     if args.export is not None:
-        report = await asyncio.to_thread(verify_export, args.export, key, heads, leaf_hashes=leaves)
+        report = await asyncio.to_thread(
+            verify_export, args.export, key, heads, leaf_hashes=leaves, progress=args.progress
+        )
     else:
         report = await verify_database(
             _database_url(args),
@@ -259,6 +265,7 @@ async def _verify(args: argparse.Namespace) -> int:
             use_table_heads=not args.no_table_heads,
             leaf_hashes=leaves,
             kek=None if args.no_payloads else _kek_loader(),
+            progress=args.progress,
         )
     _print_report(report, args.json, sys.stdout)
     return EXIT_OK if report.ok else EXIT_FAILED
@@ -326,7 +333,9 @@ async def _consistency(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_FAILED
 
 
-async def _export_lines(args: argparse.Namespace) -> AsyncIterator[bytes]:
+async def _export_lines(
+    args: argparse.Namespace, progress: Progress | None = None
+) -> AsyncIterator[bytes]:
     if args.api:
         if args.case_id is None:
             raise SystemExit("--api exports one case (--case-id); --all needs --database-url")
@@ -347,6 +356,8 @@ async def _export_lines(args: argparse.Namespace) -> AsyncIterator[bytes]:
     vault = PersonVault(load_kek(secrets_dir=Settings().secrets_dir)) if args.payload else None
     conn = await _connect(_database_url(args))
     try:
+        if progress is not None and progress.enabled and args.case_id is None:
+            progress.total = await conn.fetchval("SELECT count(*) FROM audit_log")
         lines = (
             export_case(conn, args.case_id, vault=vault)
             if args.case_id is not None
@@ -358,18 +369,31 @@ async def _export_lines(args: argparse.Namespace) -> AsyncIterator[bytes]:
         await conn.close()
 
 
+def _export_progress(args: argparse.Namespace) -> Progress:
+    """Progress on stderr: asked for, or by default when stderr is a terminal and the
+    records are not being printed on one too (the two would garble each other)."""
+    enabled = args.progress
+    if enabled is None:
+        enabled = sys.stderr.isatty() and (args.output is not None or not sys.stdout.isatty())
+    return Progress("export", enabled=enabled)
+
+
 async def _export(args: argparse.Namespace) -> int:
     out = args.output.open("wb") if args.output is not None else sys.stdout.buffer
     count = 0
+    progress = _export_progress(args)
     try:
-        async for line in _export_lines(args):
+        async for line in _export_lines(args, progress):
             out.write(line)
             count += 1
+            progress.update(count)
     except (LogIntegrityError, KeyUnavailableError) as exc:
         # A payload that does not open is never written out; `verify` names every such seq.
+        progress.finish(note="stopped")
         print(f"export stopped after {count} records: {exc}", file=sys.stderr)
         return EXIT_FAILED
     finally:
+        progress.finish()
         if args.output is not None:
             out.close()
     print(f"exported {count} records", file=sys.stderr)
@@ -520,6 +544,7 @@ def _parser() -> argparse.ArgumentParser:
         help="do not open the sealed payloads even where a key-encryption key is available",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_progress_flag(p)
     p.set_defaults(run=_verify)
 
     p = sub.add_parser("proof", help="check one record's inclusion proof locally")
@@ -548,6 +573,7 @@ def _parser() -> argparse.ArgumentParser:
         " (database source)",
     )
     p.add_argument("--output", type=Path, help="file to write (default: stdout)")
+    add_progress_flag(p)
     p.set_defaults(run=_export)
 
     p = sub.add_parser("tree-heads", help="the signed tree head history")

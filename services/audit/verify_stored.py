@@ -49,6 +49,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Final, cast
@@ -94,6 +95,7 @@ from services.privacy.keys import KeyEncryptionKey
 from services.privacy.sealing import SealBrokenError
 from services.privacy.vault import PersonVault
 from services.runtime.logging import get_logger
+from services.runtime.progress import Progress
 
 log = get_logger("casebridge.audit.verify")
 
@@ -436,9 +438,11 @@ _KEY, _VALUE = LEAF_WIDTH, LEAF_WIDTH + 1
 """Where `verified_rows_sql` puts the data key id and the sealed value, after the leaf columns."""
 
 
-async def _read_chunk(dsn: str, lo: int, hi: int, kek: KekLoader | None) -> _Evidence:
+async def _read_chunk(
+    dsn: str, lo: int, hi: int, kek: KekLoader | None, read: Callable[[int], None] | None = None
+) -> _Evidence:
     """Recompute the leaf hashes of seq lo..hi-1 with `encode_leaf` and check the values
-    (runs in a worker process)."""
+    (runs in a worker process); `read(rows)` is told of each batch checked."""
     evidence = _Evidence(bytearray(), bytearray())
     append_r = evidence.recomputed.extend
     sha256 = hashlib.sha256
@@ -469,6 +473,8 @@ async def _read_chunk(dsn: str, lo: int, hi: int, kek: KekLoader | None) -> _Evi
                         evidence.misordered = seq
                 evidence.check_value(seq, row[11], row[_KEY], row[_VALUE], keys)
                 evidence.rows += 1
+            if read is not None:
+                read(len(rows))
     finally:
         await conn.close()
     return evidence
@@ -478,18 +484,29 @@ def _read_chunk_process(dsn: str, lo: int, hi: int, kek: KekLoader | None) -> _E
     return asyncio.run(_read_chunk(dsn, lo, hi, kek))
 
 
-async def _fast_pass(dsn: str, size: int, kek: KekLoader | None, workers: int) -> _Evidence:
+def _chunk_done(progress: Progress, rows: int, _: object) -> None:
+    progress.advance(rows)
+
+
+async def _fast_pass(
+    dsn: str, size: int, kek: KekLoader | None, workers: int, progress: Progress | None = None
+) -> _Evidence:
+    """Every leaf recomputed and every value checked, in `workers` processes. With
+    `progress`, in more, smaller chunks than workers, so that the count moves as each ends."""
     if size < _PARALLEL_FROM or workers <= 1:
-        return await _read_chunk(dsn, 0, size, kek)
-    bounds = [size * i // workers for i in range(workers + 1)]
+        return await _read_chunk(dsn, 0, size, kek, None if progress is None else progress.advance)
+    chunks = workers if progress is None else max(workers, min(workers * 8, size // _FETCH))
+    bounds = [size * i // chunks for i in range(chunks + 1)]
     loop = asyncio.get_running_loop()
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        parts = await asyncio.gather(
-            *(
-                loop.run_in_executor(pool, _read_chunk_process, dsn, a, b, kek)
-                for a, b in itertools.pairwise(bounds)
-            )
-        )
+        futures = [
+            loop.run_in_executor(pool, _read_chunk_process, dsn, a, b, kek)
+            for a, b in itertools.pairwise(bounds)
+        ]
+        if progress is not None:
+            for future, (a, b) in zip(futures, itertools.pairwise(bounds), strict=True):
+                future.add_done_callback(partial(_chunk_done, progress, b - a))
+        parts = await asyncio.gather(*futures)
     merged = _Evidence(bytearray(), bytearray())
     for a, part in zip(bounds, parts, strict=False):
         if merged.misordered is None:
@@ -568,6 +585,7 @@ async def verify_database(
     leaf_hashes: Sequence[bytes] | None = None,
     kek: KekLoader | None = None,
     workers: int | None = None,
+    progress: bool | None = False,
 ) -> VerificationReport:
     """Verify the log in PostgreSQL (read-only) against the latest of the given heads.
 
@@ -575,7 +593,8 @@ async def verify_database(
     `audit_tree_head` table's are added. `leaf_hashes`: the signer's exported leaf hashes.
     `kek`: loads the key-encryption key, to open and check the sealed values (the connection's
     role must read `data_key`: the auditor's does). `workers`: processes for the fast pass
-    (default: one per CPU).
+    (default: one per CPU). `progress`: records checked, on stderr (None: if it is a
+    terminal; `services.runtime.progress`).
     """
     key = _as_public_key(public_key)
     conn = await _connect(database_url)
@@ -592,7 +611,10 @@ async def verify_database(
     finally:
         await conn.close()
     workers = workers or max(1, min(8, os.cpu_count() or 1))
-    evidence = await _fast_pass(database_url, size, kek, workers)
+    with Progress("verify", total=size, enabled=progress) as shown:
+        evidence = await _fast_pass(
+            database_url, size, kek, workers, shown if shown.enabled else None
+        )
     if _fast_ok(evidence, size, heads):
         report = _conclude(
             _report(None, size, f"{size} records match the signed root", checked=size),
@@ -698,13 +720,17 @@ def _export_lines(path: Path) -> Iterator[bytes]:
                 yield line
 
 
-def _export_evidence(path: Path, size: int) -> tuple[_Evidence, int | None]:
+def _export_evidence(
+    path: Path, size: int, progress: Progress | None = None
+) -> tuple[_Evidence, int | None]:
     """First pass over an export: stored/recomputed leaf hashes, payload checks, and the
     position of the first line that is not a record."""
     evidence = _Evidence(bytearray(), bytearray(), unchecked_why="the export has no payloads")
     for position, line in enumerate(_export_lines(path)):
         if position >= size:
             break
+        if progress is not None and position % 1000 == 0:
+            progress.update(position)
         try:
             record = orjson.loads(line)
             entry = entry_from_record(record)
@@ -745,19 +771,22 @@ def verify_export(
     tree_heads: Iterable[SignedTreeHead],
     *,
     leaf_hashes: Sequence[bytes] | None = None,
+    progress: bool | None = False,
 ) -> VerificationReport:
     """Verify a whole-log JSONL export (`casebridge audit export --all`) against the latest of
     `tree_heads`. Payloads are checked when the export carries them (`--payload`); records
     exported as erased are counted, not checked: the file alone cannot tell an erasure from a
     payload removed from it, so an export's erased count is worth comparing with the
-    database's."""
+    database's. `progress`: lines read, on stderr, as `verify_database`."""
     key = _as_public_key(public_key)
     heads = _select_heads(tree_heads, key)
     if heads.refusal is not None:
         return heads.refusal
     assert heads.latest is not None
     size = heads.latest.tree_size
-    evidence, unreadable = _export_evidence(path, size)
+    with Progress("verify", total=size, enabled=progress) as shown:
+        evidence, unreadable = _export_evidence(path, size, shown if shown.enabled else None)
+        shown.update(evidence.rows)
     stored = [
         bytes(evidence.stored[i : i + HASH_SIZE]) for i in range(0, len(evidence.stored), HASH_SIZE)
     ]

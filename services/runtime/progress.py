@@ -117,7 +117,17 @@ class Progress:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.finish(note=None if kind is None else "stopped")
+        # Cancelling is how a task showing progress is ended: not a failure.
+        failed = kind is not None and issubclass(kind, Exception)
+        self.finish(note="stopped" if failed else None)
+
+
+def say(text: str, *, stream: TextIO | None = None) -> None:
+    """A line of its own on stderr, written over a progress line being redrawn there (which
+    the next update draws again below it) rather than run into it."""
+    out = stream if stream is not None else sys.stderr
+    out.write(("\r\x1b[K" if _is_terminal(out) else "") + text + "\n")
+    out.flush()
 
 
 def _is_terminal(stream: TextIO) -> bool:

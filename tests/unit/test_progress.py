@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from services.runtime.progress import Progress, add_progress_flag
+from services.runtime.progress import Progress, add_progress_flag, say
 
 
 class Clock:
@@ -92,3 +92,11 @@ def test_the_flag_is_tri_state() -> None:
     assert parser.parse_args([]).progress is None
     assert parser.parse_args(["--progress"]).progress is True
     assert parser.parse_args(["--no-progress"]).progress is False
+
+
+def test_a_line_said_meanwhile_clears_the_progress_line_on_a_terminal_only() -> None:
+    terminal, file = Terminal(), io.StringIO()
+    say("node 1 killed", stream=terminal)
+    say("node 1 killed", stream=file)
+    assert terminal.getvalue() == "\r\x1b[Knode 1 killed\n"
+    assert file.getvalue() == "node 1 killed\n"
