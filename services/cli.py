@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from services.console import cli as console_cli
+from services.runtime.progress import add_progress_flag
 from services.runtime.settings import get_settings
 
 
@@ -121,7 +122,9 @@ def _rebuild(args: argparse.Namespace) -> int:
         conn = await asyncpg.connect(asyncpg_dsn(url))
         try:
             async with conn.transaction():
-                report = await rebuild(conn, person_vault(settings), write=args.write)
+                report = await rebuild(
+                    conn, person_vault(settings), write=args.write, progress=args.progress
+                )
         finally:
             await conn.close()
         print(f"{report.identical}/{report.cases} cases identical to the fold of their log")
@@ -202,6 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cases_sub = p.add_subparsers(dest="cases_command", required=True)
     p = cases_sub.add_parser("rebuild", help="replay every case's log; compare (or --write)")
     p.add_argument("--write", action="store_true", help="replace differing snapshots")
+    add_progress_flag(p)
     p.set_defaults(func=_rebuild)
     p = sub.add_parser("person", help="the data-protection officer's commands")
     person_sub = p.add_subparsers(dest="person_command", required=True)
