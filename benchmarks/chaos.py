@@ -143,6 +143,7 @@ from services.bootstrap import load_routing_policy
 from services.privacy.policy import DataSharingPolicy
 from services.privacy.policy import load_policy as load_data_sharing_policy
 from services.routing.policy import RoutingPolicy
+from services.runtime import progress
 from services.runtime.credentials import OWNER_ROLE, database_url, kafka_client
 from services.runtime.database import asyncpg_dsn
 from services.runtime.settings import Settings
@@ -176,8 +177,8 @@ log = logging.getLogger("casebridge.chaos")
 
 
 def say(text: str) -> None:
-    """Progress, on stderr (stdout carries the table)."""
-    print(f"[chaos {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+    """What happens, on stderr (stdout carries the table)."""
+    progress.say(f"[chaos {time.strftime('%H:%M:%S')}] {text}")
 
 
 # --- the run's shared parts ------------------------------------------------------------------
@@ -602,7 +603,7 @@ async def run_recipe(world: World, number: int) -> Row:
             fleet.add("audit")
         tasks.append(asyncio.create_task(tracker.follow()))
         tasks.append(asyncio.create_task(supervise(fleet, crashes)))
-        tasks.append(asyncio.create_task(report(recipe)))
+        tasks.append(asyncio.create_task(report(recipe, world.args.progress)))
 
         async def ready(warmup: int) -> None:
             deadline = time.monotonic() + 180
@@ -690,14 +691,16 @@ def _outcomes(outcomes: dict[str, int], number: int) -> str:
     return ""
 
 
-async def report(r: Recipe, every_s: float = 15.0) -> None:
-    """A progress line now and then while the stream is published."""
-    while True:
-        await asyncio.sleep(every_s)
-        say(
-            f"  recipe {r.number}: published {r.publisher.sent:,}/{len(r.messages):,},"
-            f" complete through {r.tracker.done_through():,}; audit rows {r.tracker.rows:,}"
-        )
+async def report(r: Recipe, shown: bool | None) -> None:
+    """Progress while a recipe runs (until cancelled): records with every audit effect in,
+    of all the stream's records, and how many are published."""
+    with progress.Progress(f"recipe {r.number}", total=len(r.messages), enabled=shown) as line:
+        while True:
+            line.update(
+                r.tracker.done_through(),
+                note=f"{r.publisher.sent:,} published, audit rows {r.tracker.rows:,}",
+            )
+            await asyncio.sleep(0.5)
 
 
 async def supervise(fleet: Fleet, notes: list[str]) -> None:
@@ -840,6 +843,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=1_500.0, help="records/s the agencies publish")
     p.add_argument("--poison", type=int, default=5, help="recipe 5: poison records per service")
     p.add_argument("--seed", type=int, default=1)
+    progress.add_progress_flag(p)
     p.add_argument(
         "--keep",
         action="store_true",

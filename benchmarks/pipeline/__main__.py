@@ -27,6 +27,7 @@ from benchmarks.pipeline.system import Phase, PipelineResult, run_system
 from schemas.errors import EventRejected
 from services.bootstrap import load_routing_policy
 from services.privacy.keys import ensure_deployment_keys
+from services.runtime.progress import add_progress_flag
 from services.runtime.settings import Settings
 
 
@@ -87,6 +88,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=1, help="seed of the synthetic event mix")
     p.add_argument("--keep", action="store_true", help="keep the database, topics and logs")
+    add_progress_flag(p)
     args = p.parse_args(argv)
     if args.events < 1 or args.warmup < 1:
         p.error("--events and --warmup must be at least 1")
@@ -141,7 +143,11 @@ async def run(args: argparse.Namespace) -> int:
         if not args.skip_baseline and not args.backlog:
             async with runs.deployment("a") as settings:
                 base_result = await passthrough(
-                    settings, measured, timeout_s=args.timeout, probes=probes
+                    settings,
+                    measured,
+                    timeout_s=args.timeout,
+                    probes=probes,
+                    progress=args.progress,
                 )
             report.passthrough(base_result)
         pipeline_result: PipelineResult | None = None
@@ -157,6 +163,7 @@ async def run(args: argparse.Namespace) -> int:
                     timeout_s=args.timeout,
                     profile=args.profile,
                     probes=probes,
+                    progress=args.progress,
                 )
             report.system(pipeline_result, groups, base_result)
             report.profiles(args.profile, groups, log_dir, len(warmup) + len(measured))
@@ -181,6 +188,7 @@ async def run(args: argparse.Namespace) -> int:
                 profile=args.profile,
                 probes=probes,
                 backlog=args.backlog,
+                progress=args.progress,
             )
         for result in results:
             report.system(result, groups, base_result)

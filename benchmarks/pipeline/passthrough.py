@@ -23,6 +23,7 @@ from benchmarks.pipeline.events import BenchEvent
 from services.runtime.credentials import (
     kafka_client,
 )
+from services.runtime.progress import Progress
 from services.runtime.settings import Settings
 
 
@@ -43,6 +44,7 @@ async def passthrough(
     *,
     timeout_s: float,
     probes: dict[str, Callable[[], float]],
+    progress: bool | None = False,
 ) -> PassthroughResult:
     source, target = passthrough_topics(settings)
     client = kafka_client(settings, BENCH_PRINCIPAL)
@@ -74,21 +76,24 @@ async def passthrough(
         cpu.begin()
         copied = 0
         deadline = time.monotonic() + timeout_s
-        while copied < len(events):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"passthrough copied {copied} of {len(events)} in time")
-            batches = await consumer.getmany(
-                timeout_ms=settings.batch_timeout_ms, max_records=settings.batch_max_records
-            )
-            futures = [
-                await copier.send(target, r.value, key=r.key, headers=list(r.headers))
-                for records in batches.values()
-                for r in records
-            ]
-            if futures:
-                await asyncio.gather(*futures)
-                await consumer.commit()
-                copied += len(futures)
+        shown = Progress("(a) passthrough", total=len(events), unit="messages", enabled=progress)
+        with shown:
+            while copied < len(events):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"passthrough copied {copied} of {len(events)} in time")
+                batches = await consumer.getmany(
+                    timeout_ms=settings.batch_timeout_ms, max_records=settings.batch_max_records
+                )
+                futures = [
+                    await copier.send(target, r.value, key=r.key, headers=list(r.headers))
+                    for records in batches.values()
+                    for r in records
+                ]
+                if futures:
+                    await asyncio.gather(*futures)
+                    await consumer.commit()
+                    copied += len(futures)
+                    shown.update(copied)
         cpu.end()
     finally:
         await consumer.stop()

@@ -27,6 +27,7 @@ from benchmarks.pipeline.processes import ServiceProcesses
 from schemas.topics import CASE_EVENTS
 from services.runtime.credentials import AUDITOR_ROLE, OWNER_ROLE, database_url
 from services.runtime.database import asyncpg_dsn
+from services.runtime.progress import Progress
 from services.runtime.settings import Settings
 
 PIPELINE_OUTCOMES = ("received", "validated", "routed", "delivered")
@@ -70,10 +71,14 @@ class PipelineResult:
 class AuditWatch:
     """Reads the audit log of the run: progress by sequence number, then the run's rows."""
 
-    def __init__(self, conn: asyncpg.Connection, topic_prefix: str) -> None:
+    def __init__(
+        self, conn: asyncpg.Connection, topic_prefix: str, *, progress: bool | None = False
+    ) -> None:
         self._conn = conn
         self._prefix = topic_prefix
         self.first_seq = 0
+        self.progress = progress
+        """Show the waits' progress on stderr (`services.runtime.progress`)."""
 
     async def next_seq(self) -> int:
         """The seq the next row will get (seqs are gap-free and committed in order; the
@@ -86,16 +91,23 @@ class AuditWatch:
         self.first_seq = await self.next_seq()
 
     async def wait_for(
-        self, rows: int, timeout_s: float, alive: Callable[[], None] | None = None
+        self,
+        rows: int,
+        timeout_s: float,
+        alive: Callable[[], None] | None = None,
+        *,
+        label: str = "warm-up",
     ) -> int:
         """Wait until `rows` rows were appended since `mark`; the number seen."""
         deadline = time.monotonic() + timeout_s
         seen = await self.next_seq() - self.first_seq
-        while seen < rows and time.monotonic() < deadline:
-            if alive is not None:
-                alive()
-            await asyncio.sleep(POLL_S)
-            seen = await self.next_seq() - self.first_seq
+        with Progress(label, total=rows, unit="audit rows", enabled=self.progress) as shown:
+            while seen < rows and time.monotonic() < deadline:
+                if alive is not None:
+                    alive()
+                await asyncio.sleep(POLL_S)
+                seen = await self.next_seq() - self.first_seq
+                shown.update(seen)
         return seen
 
     async def cases_published(self, event_ids: list[str]) -> int:
@@ -111,19 +123,27 @@ class AuditWatch:
         return value
 
     async def wait_for_cases(
-        self, events: Sequence[BenchEvent], rows: int, timeout_s: float, alive: Callable[[], None]
+        self,
+        events: Sequence[BenchEvent],
+        rows: int,
+        timeout_s: float,
+        alive: Callable[[], None],
+        *,
+        label: str = "warm-up",
     ) -> int:
         """(c): wait until every event's case event is audited and at least `rows` rows are
         in, then until the log has been quiet for QUIET_S; the number of events done."""
         ids = [e.event_id for e in events]
         deadline = time.monotonic() + timeout_s
         done = 0
-        while time.monotonic() < deadline:
-            alive()
-            done = await self.cases_published(ids)
-            if done >= len(ids) and await self.next_seq() - self.first_seq >= rows:
-                break
-            await asyncio.sleep(max(POLL_S, 0.5))
+        with Progress(label, total=len(ids), unit="cases", enabled=self.progress) as shown:
+            while time.monotonic() < deadline:
+                alive()
+                done = await self.cases_published(ids)
+                shown.update(done)
+                if done >= len(ids) and await self.next_seq() - self.first_seq >= rows:
+                    break
+                await asyncio.sleep(max(POLL_S, 0.5))
         last, quiet_since = await self.next_seq(), time.monotonic()
         while time.monotonic() - quiet_since < QUIET_S and time.monotonic() < deadline:
             await asyncio.sleep(POLL_S)
@@ -265,11 +285,13 @@ async def run_system(
     profile: str | None,
     probes: dict[str, Callable[[], float]],
     backlog: bool = False,
+    progress: bool | None = False,
 ) -> list[PipelineResult]:
     """Start the service processes, warm them up, then measure each phase in turn.
 
     `backlog`: the (one) phase's events are published before the services start, so they
-    work through a backlog (what memory it takes is the point)."""
+    work through a backlog (what memory it takes is the point). `progress`: each wait's
+    progress on stderr."""
     with_cases = any("cases" in g for g in groups)
     # The audit log is read as the auditors read it: the read-only role.
     conn = await asyncpg.connect(asyncpg_dsn(database_url(settings, AUDITOR_ROLE)))
@@ -277,7 +299,7 @@ async def run_system(
     prod = AgencyProducers(settings)
     results: list[PipelineResult] = []
     try:
-        watch = AuditWatch(conn, settings.topic_prefix)
+        watch = AuditWatch(conn, settings.topic_prefix, progress=progress)
         await watch.mark()
         everything = [*warmup, *(e for p in phases for e in p.events)]
         await prod.start([e.agency for e in everything])
@@ -308,12 +330,14 @@ async def run_system(
             want = sum(e.audit_rows for e in phase.events)
             if with_cases:
                 done = await watch.wait_for_cases(
-                    phase.events, want, timeout_s, services.check_alive
+                    phase.events, want, timeout_s, services.check_alive, label=phase.label
                 )
                 seen_note = f"only {done} of {len(phase.events)} cases published and audited"
                 complete = done >= len(phase.events)
             else:
-                seen = await watch.wait_for(want, timeout_s, services.check_alive)
+                seen = await watch.wait_for(
+                    want, timeout_s, services.check_alive, label=phase.label
+                )
                 seen_note = f"only {seen} of {want} audit rows"
                 complete = seen >= want
             cpu.end()
