@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -48,8 +49,17 @@ from services.runtime.credentials import (
     service_role,
 )
 from services.runtime.database import Database
+from services.runtime.health import (
+    Check,
+    HealthServer,
+    Probe,
+    Sampler,
+    broker_check,
+    database_check,
+)
 from services.runtime.kafka import KafkaPublisher, await_topics, create_broker
 from services.runtime.logging import configure_logging
+from services.runtime.metrics import CountingPublisher, middleware, sample_consumer_lag
 from services.runtime.settings import Settings, get_settings
 
 SERVICES = ("intake", "router", "audit", "cases")
@@ -78,6 +88,11 @@ class ServiceWiring:
     """None for a service that only consumes (the audit), which may write nowhere."""
     db: Database | None = None
     cluster_id: str = field(default="", init=False)
+
+    def counting_publisher(self) -> CountingPublisher:
+        """The publisher, counting what it publishes (and dead letters by reason)."""
+        assert self.publisher is not None
+        return CountingPublisher(self.publisher, service=self.name)
 
 
 @dataclass(frozen=True)
@@ -108,10 +123,12 @@ def wire(settings: Settings, services: Iterable[str], *, clock: Clock | None = N
 
     def connect(name: str, *, database: bool, publishes: bool = True) -> ServiceWiring:
         client = kafka_client(settings, service_principal(name))
+        broker = create_broker(client, client_id=client.username, logger=logger)
+        broker.add_middleware(middleware(name))
         service = ServiceWiring(
             name=name,
             client=client,
-            broker=create_broker(client, client_id=client.username, logger=logger),
+            broker=broker,
             publisher=KafkaPublisher(settings, client) if publishes else None,
             db=Database(database_url(settings, service_role(name))) if database else None,
         )
@@ -124,9 +141,8 @@ def wire(settings: Settings, services: Iterable[str], *, clock: Clock | None = N
     if "intake" in wanted:
         s = connect("intake", database=True)
         assert s.db is not None
-        assert s.publisher is not None
         intake = Intake(
-            s.publisher,
+            s.counting_publisher(),
             SeenEvents(s.db),
             Registry(policy, sharing),
             topic_prefix=settings.topic_prefix,
@@ -134,8 +150,7 @@ def wire(settings: Settings, services: Iterable[str], *, clock: Clock | None = N
         include(s, intake_router(intake, settings))
     if "router" in wanted:
         s = connect("router", database=False)
-        assert s.publisher is not None
-        include(s, router_router(Router(s.publisher, policy, sharing), settings))
+        include(s, router_router(Router(s.counting_publisher(), policy, sharing), settings))
     audit_log = None
     if "audit" in wanted:
         s = connect("audit", database=True, publishes=False)
@@ -149,7 +164,6 @@ def wire(settings: Settings, services: Iterable[str], *, clock: Clock | None = N
     if "cases" in wanted:
         s = connect("cases", database=True)
         assert s.db is not None
-        assert s.publisher is not None
         ctx = CaseContext(
             agencies=directory_of(policy),
             policy=load_case_policy(settings.case_policy_path),
@@ -157,7 +171,7 @@ def wire(settings: Settings, services: Iterable[str], *, clock: Clock | None = N
             data_sharing=sharing,
         )
         coordinator = CaseCoordinator(
-            publisher=s.publisher,
+            publisher=s.counting_publisher(),
             db=s.db,
             vault=person_vault(settings),
             ctx=ctx,
@@ -212,6 +226,10 @@ def build(
     signer_stop = asyncio.Event()
     signers: list[asyncio.Task[None]] = []
     app = FastStream(*w.brokers, logger=w.logger)
+    health = None
+    if settings.metrics_port is not None:
+        health = health_server(w, settings, signing=sign)
+        app.on_startup(health.start)  # first: /healthz answers while the services connect
     clocks: list[asyncio.Task[None]] = []
     prefix = settings.topic_prefix
 
@@ -261,8 +279,43 @@ def build(
                 await s.publisher.stop()
             if s.db is not None:
                 await s.db.close()
+        if health is not None:
+            await health.stop()
 
     return app, w
+
+
+def health_server(w: Wiring, settings: Settings, *, signing: bool) -> HealthServer:
+    """The process's `/healthz`, `/readyz` and `/metrics` (services.runtime.health): each
+    service is ready when its broker connection and its database (if it has one) work, and
+    the audit service also when its signer signs."""
+    probes: list[Probe] = []
+    samplers: list[Sampler] = []
+    for s in w.services.values():
+        probes.append(Probe(s.name, "broker", broker_check(s.broker)))
+        if s.db is not None:
+            probes.append(Probe(s.name, "database", database_check(s.db)))
+        samplers.append(functools.partial(sample_consumer_lag, s.broker))
+    if "audit" in w.services:
+        probes.append(Probe("audit", "signer", _signer_check(w.signer_health, signing=signing)))
+    if w.coordinator is not None:
+        samplers.append(w.coordinator.sample_outbox)
+    return HealthServer(
+        probes, samplers, host=settings.metrics_host, port=settings.metrics_port or 0
+    )
+
+
+def _signer_check(health: SignerHealth, *, signing: bool) -> Check:
+    """Without a signer, records are appended that no signed head covers: not ready."""
+
+    async def check() -> str | None:
+        if not signing:
+            return "no signing key configured: tree heads are not signed"
+        if not health.healthy:
+            return health.problem
+        return None if health.signing else "the signer is not running"
+
+    return check
 
 
 def person_vault(settings: Settings, *, cache_ttl_s: float = 30.0) -> PersonVault:

@@ -14,6 +14,7 @@ from services.audit.records import describe, describe_unrecordable
 from services.audit.store import AuditLog
 from services.runtime.kafka import batch_subscriber, handle_batch
 from services.runtime.logging import get_logger
+from services.runtime.metrics import audit_appended
 from services.runtime.settings import Settings
 
 log = get_logger("casebridge.audit")
@@ -43,6 +44,7 @@ class AuditRecorder:
         appended = await self._log.append_batch(
             [describe(r, topic_prefix=self._prefix) for r in records]
         )
+        audit_appended(e.outcome for e in appended)
         if appended:
             log.debug("appended", first_seq=appended[0].seq, count=len(appended))
 
@@ -51,7 +53,7 @@ class AuditRecorder:
         `unrecordable`, so nothing the services acted on is missing from the log, and move
         on (an infrastructure failure here re-raises, and the batch is fetched again)."""
         unrecordable = describe_unrecordable(record, str(error.code))
-        await self._log.append_batch([unrecordable])
+        audit_appended(e.outcome for e in await self._log.append_batch([unrecordable]))
 
 
 def build_router(recorder: AuditRecorder, settings: Settings) -> KafkaRouter:

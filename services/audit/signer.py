@@ -90,6 +90,7 @@ from services.runtime.credentials import (
 )
 from services.runtime.database import Database
 from services.runtime.logging import get_logger
+from services.runtime.metrics import AUDIT_VERIFICATION_FAILURES, signer_state
 from services.runtime.settings import Settings
 
 __all__ = [
@@ -364,6 +365,7 @@ class TreeHeadSigner:
         await self._export_missing()
         self._last_at = self._clock()
         self._started = True
+        self._report()
         log.info("signer started", tree_size=size, signed=covered, heads=len(self._heads))
 
     async def _check_places(self) -> int:
@@ -524,8 +526,18 @@ class TreeHeadSigner:
             self._tree.extend(fresh)
             self._write_leaves(fresh)
             added += len(fresh)
+            self._report()
             if len(rows) < POLL_BATCH:
                 return added
+
+    def _report(self) -> None:
+        """The tree's size and the latest head, for the metrics (`signer_state`)."""
+        last = self._last
+        signer_state(
+            tree_size=len(self._tree),
+            signed_size=None if last is None else last.tree_size,
+            signed_at_ms=None if last is None else last.timestamp,
+        )
 
     def due(self) -> bool:
         """Whether a head is due: N records since the last, or T seconds and any record."""
@@ -559,6 +571,7 @@ class TreeHeadSigner:
         self._last_at = self._clock()
         if self._topic is not None:
             self._unpublished.append(head)
+        self._report()
         await self.flush()
         log.info("tree head signed", tree_size=size, key_id=head.key_id[:16])
         return head
@@ -614,6 +627,8 @@ class TreeHeadSigner:
                 if len(self._tree) > (-1 if self._last is None else self._last.tree_size):
                     await self.sign()
         except (LogIntegrityError, SigningRefusedError) as exc:
+            failed = exc.place if isinstance(exc, SigningRefusedError) else "log"
+            AUDIT_VERIFICATION_FAILURES.labels(failed).inc()
             log.error("the signer refuses to sign", problem=str(exc))
             raise
 

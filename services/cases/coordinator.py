@@ -65,6 +65,7 @@ from services.runtime.database import Database
 from services.runtime.dead_letter import dead_letter
 from services.runtime.kafka import Outgoing, Publisher, fits, record_ids
 from services.runtime.logging import get_logger
+from services.runtime.metrics import CASES, OUTBOX_BACKLOG, case_outcomes, escalated
 
 log = get_logger("casebridge.cases")
 SERVICE = "cases"
@@ -144,6 +145,7 @@ class CaseCoordinator:
                         await self._handle(tx, a)
                 changed = tx.changed
                 await tx.write()
+            case_outcomes(tx.transitions, tx.rejections)
         except BaseException:
             # Data keys made in a transaction that did not commit do not exist: they must
             # not stay in the vault's cache, or later values would be sealed under them.
@@ -210,6 +212,7 @@ class CaseCoordinator:
                 reason=str(decision.rejection.reason),
                 event_id=causation,
             )
+            tx.rejections.append(str(decision.rejection.reason))
             tx.publish(
                 [
                     records.rejection_record(
@@ -224,6 +227,7 @@ class CaseCoordinator:
         tx.publish(records.case_event_record(e, causation=causation) for e in decision.events)
         last = decision.events[-1]
         change = last.action_type if not isinstance(last, CaseOpened) else "case_opened"
+        tx.transitions.append((str(after.kind), change))
         tx.publish(
             records.update_records(
                 case_updates(
@@ -298,6 +302,7 @@ class CaseCoordinator:
                 for action in unlink_actions(linked, targets) if linked else ():
                     linked = self._internal(tx, linked, action, causation)
             await tx.write()
+        case_outcomes(tx.transitions, tx.rejections)
 
     async def _erase_case(
         self, tx: CaseTransaction, case_id: str, request: ErasureRequested
@@ -387,10 +392,17 @@ class CaseCoordinator:
                     conn, [r for e in escalations for r in records.escalation_records(e)]
                 )
                 await store.mark_raised(conn, [e.deadline_id for e in escalations], now)
+        for e in escalations:
+            escalated(e.rule_id, notices=len({e.owner, *e.escalate_to}))
         if escalations:
             log.info("escalations raised", count=len(escalations))
             await self.relay()
         return len(escalations)
+
+    async def sample_outbox(self) -> None:
+        """Set the outbox backlog gauge (what is written but not yet published)."""
+        async with self._db.pool.acquire() as conn:
+            OUTBOX_BACKLOG.labels(CASES).set(await store.outbox_backlog(conn))
 
     async def relay(self) -> None:
         """Publish the outbox in order; rows are deleted only once the broker has them."""

@@ -388,6 +388,12 @@ async def add_to_outbox(
     )
 
 
+async def outbox_backlog(conn: Any) -> int:
+    """Rows written but not yet published (the relay deletes each once the broker has it)."""
+    count: int = await conn.fetchval("SELECT count(*) FROM case_outbox")
+    return count
+
+
 _OUTBOX_LOCK = 0x63625F6F7574  # "cb_out": the advisory lock of the outbox's one relay
 
 

@@ -29,6 +29,10 @@ class CaseTransaction:
         """Each case loaded so far as it stands now (None: it does not exist yet)."""
         self._changes: dict[str, store.CaseChange] = {}
         self._outbox: list[Outgoing] = []
+        self.transitions: list[tuple[str, str]] = []
+        """(case kind, action) of each change decided here, counted once it commits."""
+        self.rejections: list[str] = []
+        """The reason of each action refused here, counted once it commits."""
 
     async def lock(self, case_ids: Iterable[str]) -> None:
         """Load and row-lock, in one query, every case named that is not loaded yet."""

@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     """Attempts at a batch that fails for a reason that is neither the data (dead-lettered at
     once) nor the infrastructure (retried until it heals) before the failing record is found
     and dead-lettered as PROCESSING_FAILED (`services.runtime.kafka.handle_batch`)."""
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    """Port of the process's health and metrics server (`/healthz`, `/readyz`, `/metrics`),
+    one per process whichever services it runs; unset: none, 0: a free port (logged)."""
+    metrics_host: str = "127.0.0.1"
+    """Address the health and metrics server listens on (`0.0.0.0` for a Prometheus on
+    another host)."""
 
     @property
     def secrets_dir(self) -> Path:
