@@ -6,11 +6,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
-from schemas.console import ConsoleActivity, ConsoleActivityKind
+from schemas.console import ConsoleActivityKind
 from services.console.accounts import Role, User
-from services.console.activity import ActivityLog, now
+from services.console.activity import ActivityLog
 from services.console.auditing import SEARCH_FIELDS, AuditClient, AuditUnavailableError
-from services.console.casework import UnrecordedError, record_activity
+from services.console.casework import UnrecordedError, activity_of, record_activity
 from services.console.pages import TEMPLATES, PageSession
 from services.console.web import Identity, ProblemError
 
@@ -34,31 +34,23 @@ def build_audit_pages(
         )
 
     async def record(user: User, kind: ConsoleActivityKind, **fields: Any) -> None:
-        await record_activity(
-            activity,
-            ConsoleActivity(
-                kind=kind,
-                username=user.username,
-                agency=user.agency,
-                role=user.role.value,
-                at=now(),
-                **fields,
-            ),
-        )
+        await record_activity(activity, activity_of(user, kind, **fields))
 
-    def gate(session: PageSession) -> tuple[User, str] | Response:
+    def gate(request: Request, session: PageSession) -> tuple[User, str] | Response:
+        """The signed-in auditor, or the answer for anyone else."""
         if session is None:
             return RedirectResponse("/sign-in", status_code=303)
-        return session[1], session[2]
+        _, user, csrf = session
+        if user.role != Role.auditor:
+            return refused(request, user, csrf, 403, "only auditors read the audit log")
+        return user, csrf
 
     @pages.get("")
     async def search(request: Request, session: Annotated[PageSession, session_dep]) -> Response:
-        gated = gate(session)
+        gated = gate(request, session)
         if isinstance(gated, Response):
             return gated
         user, csrf = gated
-        if user.role != Role.auditor:
-            return refused(request, user, csrf, 403, "only auditors read the audit log")
         filters = {
             k: v[:_MAX_FILTER]
             for k in SEARCH_FIELDS
@@ -93,12 +85,10 @@ def build_audit_pages(
     async def open_record(
         request: Request, seq: int, session: Annotated[PageSession, session_dep]
     ) -> Response:
-        gated = gate(session)
+        gated = gate(request, session)
         if isinstance(gated, Response):
             return gated
         user, csrf = gated
-        if user.role != Role.auditor:
-            return refused(request, user, csrf, 403, "only auditors read the audit log")
         if client is None:
             return refused(request, user, csrf, 503, "the auditors' API is not configured")
         try:

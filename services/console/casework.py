@@ -19,7 +19,13 @@ from schemas.cases import CaseKind, CaseState, action_type
 from schemas.common import CASE_ID_PATTERN
 from schemas.console import ConsoleActivity, ConsoleActivityKind
 from services.cases.domain.offers import action_name, offered_actions
-from services.cases.reads import CaseReader, CaseSummary, PendingDeadline, TimelineEntry
+from services.cases.reads import (
+    CaseReader,
+    CaseSummary,
+    PendingDeadline,
+    Standing,
+    TimelineEntry,
+)
 from services.console.accounts import Role, User
 from services.console.actions import (
     ACTIONS,
@@ -39,6 +45,18 @@ log = get_logger("casebridge.console")
 
 class UnrecordedError(Exception):
     """The activity could not be recorded in the audit log, so it is not done (503)."""
+
+
+def activity_of(user: User, kind: ConsoleActivityKind, **fields: Any) -> ConsoleActivity:
+    """What `user` did, for the activity log."""
+    return ConsoleActivity(
+        kind=kind,
+        username=user.username,
+        agency=user.agency,
+        role=user.role.value,
+        at=now(),
+        **fields,
+    )
 
 
 async def record_activity(activity_log: ActivityLog, activity: ConsoleActivity) -> None:
@@ -119,17 +137,7 @@ class Casework:
         self._poll_s = poll_s
 
     async def _record(self, user: User, kind: ConsoleActivityKind, **fields: Any) -> None:
-        await record_activity(
-            self._activity,
-            ConsoleActivity(
-                kind=kind,
-                username=user.username,
-                agency=user.agency,
-                role=user.role.value,
-                at=now(),
-                **fields,
-            ),
-        )
+        await record_activity(self._activity, activity_of(user, kind, **fields))
 
     @staticmethod
     def _caseworker(user: User) -> None:
@@ -153,13 +161,7 @@ class Casework:
             self._reader.timeline(user.agency, case_id),
             self._reader.pending_deadlines(user.agency, case_id),
         )
-        offered = offered_actions(
-            CaseKind(summary.kind),
-            CaseState(summary.state),
-            owner=summary.owner == user.agency,
-            member=standing.member,
-            handover_requested=standing.handover_requested,
-        )
+        offered = _offered(summary, standing, user.agency)
         actions = [
             OfferedAction(action_name(a), action_type(a), (a.__doc__ or "").strip(), form_fields(a))
             for a in offered
@@ -197,13 +199,7 @@ class Casework:
         if summary.version != if_match:
             await refuse("stale_version")
             raise StaleVersionError(summary.version)
-        offered = offered_actions(
-            CaseKind(summary.kind),
-            CaseState(summary.state),
-            owner=summary.owner == user.agency,
-            member=standing.member,
-            handover_requested=standing.handover_requested,
-        )
+        offered = _offered(summary, standing, user.agency)
         if action is None or action not in offered:
             await refuse("not_offered")
             raise NotOfferedError(f"{name} is not open to {user.agency} on this case now")
@@ -235,6 +231,16 @@ class Casework:
             if current > version or asyncio.get_running_loop().time() >= deadline:
                 return current
             await asyncio.sleep(self._poll_s)
+
+
+def _offered(summary: CaseSummary, standing: Standing, agency: str) -> tuple[type[Any], ...]:
+    return offered_actions(
+        CaseKind(summary.kind),
+        CaseState(summary.state),
+        owner=summary.owner == agency,
+        member=standing.member,
+        handover_requested=standing.handover_requested,
+    )
 
 
 def _case_id(value: str) -> str | None:

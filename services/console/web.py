@@ -19,6 +19,7 @@ from services.console.casework import (
     NotOfferedError,
     StaleVersionError,
     UnrecordedError,
+    activity_of,
     record_activity,
 )
 
@@ -154,29 +155,13 @@ class Identity:
             )
             raise ProblemError(401, "Unauthorized", "wrong username or password")
         await record_activity(
-            self._activity,
-            ConsoleActivity(
-                kind=ConsoleActivityKind.signed_in,
-                username=session.user.username,
-                agency=session.user.agency,
-                role=session.user.role.value,
-                at=now(),
-            ),
+            self._activity, activity_of(session.user, ConsoleActivityKind.signed_in)
         )
         return session
 
     async def sign_out(self, user: User, token: str) -> None:
         await self.accounts.sign_out(token)
-        await record_activity(
-            self._activity,
-            ConsoleActivity(
-                kind=ConsoleActivityKind.signed_out,
-                username=user.username,
-                agency=user.agency,
-                role=user.role.value,
-                at=now(),
-            ),
-        )
+        await record_activity(self._activity, activity_of(user, ConsoleActivityKind.signed_out))
 
     async def api_user(self, token: Annotated[str, Security(bearer_token)]) -> User:
         active = await self.accounts.session(token)

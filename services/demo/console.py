@@ -59,8 +59,8 @@ async def waiting_referral(
     run: str,
     publish: coordination.Publish,
 ) -> str:
-    """The demo referral again (a case of its own), played up to the handover request."""
-    steps = coordination.referral_steps(run + "W")[:5]
+    """A referral left waiting for th-shelter-ngo's answer (`waiting_handover_steps`)."""
+    steps = coordination.waiting_handover_steps(run)
     assert await coordination.play(steps, publish, conn), "the waiting referral did not open"
     return steps[0].case_id
 

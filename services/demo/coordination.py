@@ -99,8 +99,19 @@ def sar_steps(run: str) -> list[Step]:
     ]
 
 
-def referral_steps(run: str) -> list[Step]:
-    c = cases_of(run).referral
+SURVIVOR_D = {
+    "given_name": "Synthetic",
+    "family_name": "Survivor-D",
+    "age_estimate": 24,
+    "gender": "Masculine",
+    "nationality": "MM",
+}
+
+
+def referral_steps(
+    run: str, *, case_id: str | None = None, person: dict[str, Any] | None = None
+) -> list[Step]:
+    c = case_id or cases_of(run).referral
     opening = agency_event(
         "id-police-aht refers a survivor identified at disembarkation screening",
         "id-police-aht",
@@ -110,13 +121,7 @@ def referral_steps(run: str) -> list[Step]:
             "case_id": c,
             "reporting_agency": "id-police-aht",
             "referred_at": datetime.now(UTC).isoformat(),
-            "person": {
-                "given_name": "Synthetic",
-                "family_name": "Survivor-D",
-                "age_estimate": 24,
-                "gender": "Masculine",
-                "nationality": "MM",
-            },
+            "person": person or SURVIVOR_D,
             "type_of_exploitation": ["ForcedLabour"],
             "location_country": "ID",
             "country_of_exploitation": "TH",
@@ -173,6 +178,20 @@ def referral_steps(run: str) -> list[Step]:
         action_step(run, c, "th-shelter-ngo", "handover_accepted", 6),
         action_step(run, c, shelter, "assistance_planned", 7, services=["Health", "Legal"]),
     ]
+
+
+def waiting_handover_steps(run: str) -> list[Step]:
+    """Another survivor's referral, played up to the shelter's handover request: left for a
+    caseworker of th-shelter-ngo to answer in the console (a person of its own, so erasing
+    Survivor-D's data leaves nothing of theirs here)."""
+    survivor_w = {
+        "given_name": "Synthetic",
+        "family_name": "Survivor-W",
+        "age_estimate": 31,
+        "gender": "Feminine",
+        "nationality": "MM",
+    }
+    return referral_steps(run, case_id=f"REF-{run}-11", person=survivor_w)[:5]
 
 
 def return_steps(run: str) -> list[Step]:

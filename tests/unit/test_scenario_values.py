@@ -25,6 +25,7 @@ def test_collector_walks_every_message_the_demo_publishes() -> None:
         + len(coordination.sar_steps("X"))
         + len(coordination.referral_steps("X"))
         + len(coordination.return_steps("X"))
+        + len(coordination.waiting_handover_steps("X"))
     )
     assert len(demo_messages("X")) == expected
 
@@ -34,9 +35,15 @@ def test_collector_finds_names_dates_of_birth_nationalities_and_free_text() -> N
     for v in VALUES:
         by_path.setdefault(v.path, set()).add(v.value)
     assert {"Synthetic"} <= by_path["person.given_name"]
-    assert {"Person-A", "Person-B", "Person-C", "Person-F", "Survivor-D", "Survivor-E"} <= (
-        by_path["person.family_name"]
-    )
+    assert {
+        "Person-A",
+        "Person-B",
+        "Person-C",
+        "Person-F",
+        "Survivor-D",
+        "Survivor-E",
+        "Survivor-W",
+    } <= (by_path["person.family_name"])
     assert {"1994-07-23"} <= by_path["person.date_of_birth"]
     assert {"MM", "KH"} <= by_path["person.nationality"]
     assert {16, 34} <= by_path["person.age_estimate"]
