@@ -16,6 +16,7 @@ import asyncpg
 import orjson
 import pytest
 from aiokafka import ConsumerRecord
+from prometheus_client import REGISTRY
 
 from schemas.topics import rejections_topic
 from services.bootstrap import build, person_vault
@@ -230,6 +231,9 @@ async def test_an_agency_acting_as_another_is_refused_at_intake(world: World) ->
         "org.casebridge.case.case_closed.v1",
         {"case_id": case_id, "reporting_agency": "mm-return-reception", "closure": "Closed"},
     )
+    mismatches = _counted(
+        "casebridge_dead_letters_total", service="intake", reason="AGENCY_MISMATCH"
+    )
     await world.send([forged])
     rejections = rejections_topic("id-immigration")
     mine: list[ConsumerRecord[Any, Any]] = []
@@ -241,6 +245,9 @@ async def test_an_agency_acting_as_another_is_refused_at_intake(world: World) ->
     [rejection] = mine
     assert dict(rejection.headers)["cb_error_code"] == b"AGENCY_MISMATCH"
     assert await coordination.case_version(world.conn, case_id) == version
+    await _until_counted(
+        "casebridge_dead_letters_total", mismatches + 1, service="intake", reason="AGENCY_MISMATCH"
+    )
 
 
 async def test_an_agency_without_standing_is_refused_by_the_case(world: World) -> None:
@@ -251,6 +258,7 @@ async def test_an_agency_without_standing_is_refused_by_the_case(world: World) -
     step = coordination.action_step(
         world.run, case_id, "id-immigration", "case_closed", 0, closure="Closed"
     )
+    refused = _counted("casebridge_case_transitions_rejected_total", reason="NOT_AUTHORISED")
     await world.send([step.message])
     items: list[FeedItem] = []
     for _ in range(50):
@@ -259,6 +267,8 @@ async def test_an_agency_without_standing_is_refused_by_the_case(world: World) -
             break
     assert any(i.body.get("reason") == "NOT_AUTHORISED" for i in items)
     assert await coordination.case_version(world.conn, case_id) == version
+    name = "casebridge_case_transitions_rejected_total"
+    assert _counted(name, reason="NOT_AUTHORISED") == refused + 1  # counted once committed
 
 
 async def test_deadline_survives_a_restart_and_escalates(stack: Stack) -> None:
@@ -299,6 +309,8 @@ async def test_deadline_survives_a_restart_and_escalates(stack: Stack) -> None:
         assert pending >= 1, "the acknowledgement deadline is stored, not held in memory"
 
         clock.advance(dt.timedelta(hours=25))
+        breached = _counted("casebridge_case_deadlines_breached_total")
+        notices = _counted("casebridge_case_escalations_total")
         app, wiring = build(*SERVICES, settings=settings, clock=clock)
         await app.start()
         try:
@@ -311,6 +323,8 @@ async def test_deadline_survives_a_restart_and_escalates(stack: Stack) -> None:
             )
             assert raised >= 1
             assert await wiring.coordinator.tick() == 0, "an escalation is raised once"
+            assert _counted("casebridge_case_deadlines_breached_total") == breached + raised
+            assert _counted("casebridge_case_escalations_total") >= notices + 2
         finally:
             await app.stop()
         escalations = {
@@ -367,3 +381,21 @@ async def test_referrals_of_one_person_are_flagged_on_both_cases_never_merged(
     )
     assert len(keys) == 1
     assert keys[0][0].startswith("pk1:"), "a keyed hash, not the name"
+
+
+def _counted(name: str, **labels: str) -> float:
+    """The sum of a metric's series in this process whose labels include `labels`."""
+    return sum(
+        s.value
+        for metric in REGISTRY.collect()
+        for s in metric.samples
+        if s.name == name and labels.items() <= s.labels.items()
+    )
+
+
+async def _until_counted(name: str, at_least: float, **labels: str) -> None:
+    for _ in range(50):
+        if _counted(name, **labels) >= at_least:
+            return
+        await asyncio.sleep(0.1)
+    assert _counted(name, **labels) >= at_least

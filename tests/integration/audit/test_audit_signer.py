@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from schemas.topics import AUDIT_TREE_HEADS
@@ -39,6 +40,8 @@ from services.runtime.settings import Settings
 from tests.integration.audit.support import KEY, AuditDb, append, make_row
 from tests.support.pipeline import read_topic, wait_for
 from tests.support.stack import Stack
+
+VERIFICATION_FAILURES = "casebridge_audit_verification_failures_total"
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
@@ -163,6 +166,12 @@ async def test_the_signer_refuses_a_head_in_the_table_not_signed_by_its_key(
     with pytest.raises(SigningRefusedError) as refused:
         await deployment.signer().start()
     assert refused.value.place == "table"
+    # Running, it refuses the same way, and the refusal is counted for the alert.
+    failures = {"check": "table"}
+    before = REGISTRY.get_sample_value(VERIFICATION_FAILURES, failures) or 0.0
+    with pytest.raises(SigningRefusedError):
+        await deployment.signer().run(asyncio.Event(), poll_interval=0.1)
+    assert REGISTRY.get_sample_value(VERIFICATION_FAILURES, failures) == before + 1
 
 
 async def test_a_head_missing_from_a_place_is_exported_there_again(
