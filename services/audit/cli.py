@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import binascii
 import os
 import secrets
 import sys
@@ -44,9 +43,8 @@ import httpx
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from services.audit.canonical import entry_leaf_hash
 from services.audit.config import SCOPES, AuditSettings, token_hash
-from services.audit.merkle import verify_consistency, verify_inclusion
+from services.audit.proof_checks import check_consistency, check_inclusion
 from services.audit.queries import (
     LeafHashCache,
     LogIntegrityError,
@@ -71,7 +69,6 @@ from services.audit.tree_head import (
 from services.audit.verify_entries import VerificationReport
 from services.audit.verify_stored import (
     KekLoader,
-    entry_from_record,
     load_public_key_file,
     read_leaf_hashes_file,
     read_tree_heads_file,
@@ -86,72 +83,12 @@ from services.runtime.logging import configure_logging
 from services.runtime.progress import Progress, add_progress_flag
 from services.runtime.settings import Settings
 
-__all__ = ["check_consistency", "check_inclusion", "main"]
+__all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 # --- pure checks (what "verified locally" means) ---------------------------------------------
-
-
-def _unb64(value: Any) -> bytes:
-    if not isinstance(value, str):
-        raise ValueError("expected a base64 string")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError("not valid base64") from exc
-
-
-def check_inclusion(
-    record: dict[str, Any], proof: dict[str, Any], public_key: Ed25519PublicKey
-) -> tuple[bool, str]:
-    """Is `record` (as served or exported) in the log a signed head commits to?
-
-    The leaf hash is recomputed from the record's fields (the served `leaf_hash` is not
-    trusted), the head's signature is checked with `public_key`, and the audit path must lead
-    from that leaf to the signed root.
-    """
-    try:
-        leaf = entry_leaf_hash(entry_from_record(record))
-        head_data = proof.get("tree_head")
-        if not isinstance(head_data, dict):
-            return False, "the proof names no signed tree head"
-        head = sth_from_dict(head_data)
-        path = [_unb64(h) for h in proof.get("audit_path") or []]
-        index, size = proof.get("leaf_index"), proof.get("tree_size")
-    except (TypeError, ValueError) as exc:
-        return False, f"malformed record or proof: {exc}"
-    if not verify_tree_head(public_key, head):
-        return False, "the tree head's signature does not verify with this public key"
-    if size != head.tree_size or index != record.get("seq") or not isinstance(index, int):
-        return False, "the proof is not for this record and this tree head"
-    if not verify_inclusion(leaf, index, head.tree_size, path, head.root_hash):
-        return False, f"seq {index} is NOT in the signed tree of size {head.tree_size}"
-    return True, f"seq {index} is in the signed tree of size {head.tree_size}"
-
-
-def check_consistency(
-    first: SignedTreeHead,
-    second: SignedTreeHead,
-    proof: Sequence[bytes],
-    public_key: Ed25519PublicKey,
-) -> tuple[bool, str]:
-    """Do two signed heads describe one append-only log (the first a prefix of the second)?"""
-    for head in (first, second):
-        if not verify_tree_head(public_key, head):
-            return False, f"the head of size {head.tree_size} is not signed by this key"
-    if not verify_consistency(
-        first.tree_size, second.tree_size, first.root_hash, second.root_hash, proof
-    ):
-        return False, (
-            f"the log of size {first.tree_size} is NOT a prefix of the log of size "
-            f"{second.tree_size}"
-        )
-    return (
-        True,
-        f"the log of size {first.tree_size} is a prefix of the log of size {second.tree_size}",
-    )
 
 
 # --- sources -----------------------------------------------------------------------------------
@@ -316,7 +253,7 @@ async def _consistency(args: argparse.Namespace) -> int:
             sth_from_dict(body["first_tree_head"]),
             sth_from_dict(body["second_tree_head"]),
         )
-        path = [_unb64(h) for h in body["proof"]]
+        path = [base64.b64decode(h, validate=True) for h in body["proof"]]
     else:
         conn = await _connect(_database_url(args))
         try:

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from services.audit.cli import check_inclusion
+from services.audit.proof_checks import check_inclusion
 from services.audit.tree_head import sth_from_dict, verify_tree_head
 
 SEARCH_FIELDS = ("case_id", "agency", "type", "outcome")

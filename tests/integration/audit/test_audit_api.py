@@ -22,7 +22,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.audit.api import AuditorQuery, MemoryQueryRecorder, create_api
-from services.audit.cli import check_consistency, check_inclusion
 from services.audit.config import (
     SCOPE_METADATA,
     SCOPE_PAYLOAD,
@@ -31,6 +30,7 @@ from services.audit.config import (
     AuditSettings,
     token_hash,
 )
+from services.audit.proof_checks import check_consistency, check_inclusion
 from services.audit.queries import encode_cursor
 from services.audit.tree_head import sign_tree_head, sth_from_dict
 from services.runtime.database import Database, asyncpg_dsn

@@ -22,8 +22,9 @@ import pytest
 from aiokafka import ConsumerRecord
 
 from services.audit.api import MemoryQueryRecorder, create_api
-from services.audit.cli import check_inclusion, main
+from services.audit.cli import main
 from services.audit.config import SCOPE_PAYLOAD, Auditor, AuditorRegistry, AuditSettings, token_hash
+from services.audit.proof_checks import check_inclusion
 from services.audit.queries import EventFilter, find_events
 from services.audit.records import describe
 from services.audit.signer import TreeHeadSigner

@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.audit.canonical import entry_leaf_hash
-from services.audit.cli import check_consistency, check_inclusion
 from services.audit.merkle import MerkleTree
+from services.audit.proof_checks import check_consistency, check_inclusion
 from services.audit.queries import AuditRow
 from services.audit.tree_head import SignedTreeHead, generate_keypair, sign_tree_head, sth_to_dict
 from services.audit.verify_entries import BAD_SIGNATURE, GAP, ROOT_MISMATCH, SIZE_MISMATCH
