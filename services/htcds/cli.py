@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import io
 import sys
 from pathlib import Path
 
@@ -19,20 +20,22 @@ def _htcds(args: argparse.Namespace) -> int:
         print("a date range needs --since and --until, --since first", file=sys.stderr)
         return 2
     selection = Selection(case_id=args.case_id, since=args.since, until=args.until)
-    out = args.output.open("wb") if args.output is not None else sys.stdout.buffer
-    try:
-        return asyncio.run(
-            export_htcds(
-                get_settings(),
-                selection,
-                agency=args.agency,
-                out=out,
-                say=lambda line: print(line, file=sys.stderr),
-            )
+    written = io.BytesIO()  # nothing reaches --output unless the export succeeds
+    code = asyncio.run(
+        export_htcds(
+            get_settings(),
+            selection,
+            agency=args.agency,
+            out=written,
+            say=lambda line: print(line, file=sys.stderr),
         )
-    finally:
+    )
+    if code == 0:
         if args.output is not None:
-            out.close()
+            args.output.write_bytes(written.getvalue())
+        else:
+            sys.stdout.buffer.write(written.getvalue())
+    return code
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -289,7 +289,11 @@ async def test_the_command_writes_json_lines_and_prints_no_personal_value(
     assert "Survivor-D" in output.read_text(), "the export itself holds the person"
     assert "exported 5 case(s) as HTCDS 2.0 (whole records)" in done.stderr
     assert not any(v in done.stdout + done.stderr for v in PERSONAL_VALUES)
-    refused = command(world, "--case-id", world.referral, "--agency", "id-immigration")
+    nothing = tmp_path / "refused.jsonl"
+    refused = command(
+        world, "--case-id", world.referral, "--agency", "id-immigration", "--output", str(nothing)
+    )
     assert refused.returncode == EXIT_NOTHING
+    assert not nothing.exists(), "an agency with no standing gets nothing, not an empty file"
     assert refused.stdout == ""
     assert "has no standing on case" in refused.stderr
