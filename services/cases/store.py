@@ -432,11 +432,21 @@ async def delete_published(conn: Any, ids: Sequence[int]) -> None:
     await conn.execute("DELETE FROM case_outbox WHERE id = ANY($1::bigint[])", list(ids))
 
 
-async def case_logs(conn: Any, vault: PersonVault) -> dict[str, list[CaseEvent]]:
-    """Every case's event log, in version order, opened: what a rebuild replays."""
-    rows = await conn.fetch(
-        "SELECT case_id, version, event, data_key_id FROM case_event ORDER BY case_id, version"
-    )
+async def case_logs(
+    conn: Any, vault: PersonVault, case_ids: Sequence[str] | None = None
+) -> dict[str, list[CaseEvent]]:
+    """Every case's event log (or these cases'), in version order, opened: what a rebuild
+    replays, what an export maps."""
+    if case_ids is None:
+        rows = await conn.fetch(
+            "SELECT case_id, version, event, data_key_id FROM case_event ORDER BY case_id, version"
+        )
+    else:
+        rows = await conn.fetch(
+            "SELECT case_id, version, event, data_key_id FROM case_event"
+            " WHERE case_id = ANY($1::text[]) ORDER BY case_id, version",
+            list(case_ids),
+        )
     keys = await _keys_of(conn, vault, rows, column=3)
     logs: dict[str, list[CaseEvent]] = {}
     for case_id, version, text, key_id in rows:

@@ -13,7 +13,7 @@ cases, agencies and fields, never a value.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -29,7 +29,6 @@ from services.cases.domain.model import Case
 from services.htcds.fields import validate
 from services.htcds.mapping import CaseExport, NoStandingError, export_for
 from services.privacy.policy import load_policy as load_data_sharing_policy
-from services.privacy.vault import PersonVault
 from services.runtime.credentials import AUDITOR_ROLE, database_url
 from services.runtime.database import asyncpg_dsn
 from services.runtime.settings import Settings
@@ -66,25 +65,6 @@ async def case_ids_opened(conn: Any, since: dt.date, until: dt.date) -> list[str
         end,
     )
     return [r[0] for r in rows]
-
-
-async def case_logs(
-    conn: Any, vault: PersonVault, case_ids: Sequence[str]
-) -> dict[str, list[CaseEvent]]:
-    """The logs of these cases only, opened (`store.case_logs` reads every case's)."""
-    rows = await conn.fetch(
-        "SELECT case_id, version, event, data_key_id FROM case_event"
-        " WHERE case_id = ANY($1::text[]) ORDER BY case_id, version",
-        list(case_ids),
-    )
-    key_ids = {r[3] for r in rows if r[3] is not None}
-    keys = await vault.keys_by_id(conn, key_ids) if key_ids else {}
-    logs: dict[str, list[CaseEvent]] = {}
-    for case_id, version, text, key_id in rows:
-        # The store's own opening of a sealed event (its sealing layout stays in one place).
-        event = store._opened_event(case_id, version, text, key_id, keys)
-        logs.setdefault(case_id, []).append(event)
-    return logs
 
 
 def context_of(settings: Settings) -> CaseContext:
@@ -135,7 +115,7 @@ async def export_htcds(
             ids = [selection.case_id] if selection.case_id is not None else []
             if selection.since is not None and selection.until is not None:
                 ids = await case_ids_opened(conn, selection.since, selection.until)
-            logs = await case_logs(conn, person_vault(settings, cache_ttl_s=0), ids)
+            logs = await store.case_logs(conn, person_vault(settings, cache_ttl_s=0), ids)
     finally:
         await conn.close()
     if not logs:
