@@ -30,6 +30,7 @@ __all__ = [
     "INBOUND_PREFIX",
     "PER_AGENCY_PARTITIONS",
     "ROUTING_DECISIONS",
+    "STATISTICS_REGIONAL",
     "TopicSpec",
     "agency_of_inbound",
     "agency_topics",
@@ -106,6 +107,15 @@ ERASURES = TopicSpec(
     "person key), with the reason and who asked; the cases service carries them out.",
 )
 
+STATISTICS_REGIONAL = TopicSpec(
+    "casebridge.statistics.regional",
+    1,
+    "none (one partition keeps the releases in order; the last record is the last release)",
+    "Aggregate case counts for partners' consultative processes, released under k-anonymity "
+    "(k = 11) by `casebridge statistics release --publish`: no case, no person, no count or "
+    "change of fewer than 11 cases. Read by the partners the access plan names.",
+)
+
 FIXED_TOPICS: tuple[TopicSpec, ...] = (
     EVENTS_VALID,
     ROUTING_DECISIONS,
@@ -115,6 +125,7 @@ FIXED_TOPICS: tuple[TopicSpec, ...] = (
     AUDIT_TREE_HEADS,
     ERASURES,
     CONSOLE_ACTIVITY,
+    STATISTICS_REGIONAL,
 )
 """Topics that exist once per deployment (per-agency topics come from the agency registry)."""
 

@@ -60,6 +60,7 @@ from schemas.generate import dump
 from schemas.identity import AGENCY_URN_PREFIX
 from schemas.privacy import ERASURE_REQUESTED, ErasureRequested
 from schemas.registry import EVENT_TYPES
+from schemas.statistics import StatisticsRelease
 from schemas.topics import (
     AGENCY_TOPIC_KINDS,
     CASE_EVENTS,
@@ -71,6 +72,7 @@ from schemas.topics import (
     INBOX_PREFIX,
     REJECTIONS_PREFIX,
     ROUTING_DECISIONS,
+    STATISTICS_REGIONAL,
     UPDATES_PREFIX,
 )
 from services.audit.handlers import AuditRecorder
@@ -557,8 +559,16 @@ def _documented_publishers(broker: KafkaBroker) -> None:
                 CONSOLE_ACTIVITY.description,
             ),
         ],
+        "statistics": [
+            (
+                STATISTICS_REGIONAL.name,
+                STATISTICS_REGIONAL.name,
+                StatisticsRelease,
+                STATISTICS_REGIONAL.description,
+            ),
+        ],
     }
-    for service in (*SERVICES, "console"):
+    for service in (*SERVICES, "console", "statistics"):
         for name, topic, schema, description in writes.get(service, []):
             broker.publisher(
                 topic, title=f"{service}:{name}", description=description, schema=schema

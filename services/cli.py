@@ -12,6 +12,7 @@ from services.console import cli as console_cli
 from services.htcds import cli as htcds_cli
 from services.runtime.progress import add_progress_flag
 from services.runtime.settings import get_settings
+from services.statistics import cli as statistics_cli
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -222,6 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
     p.set_defaults(func=_person_erase)
     console_cli.add_parser(sub)
+    statistics_cli.add_parser(sub)
     htcds_cli.add_parser(sub)
     args = parser.parse_args(args_in)
     code: int = args.func(args)

@@ -217,13 +217,15 @@ def apply_topic_settings(admin: AdminClient, plan: AccessPlan) -> None:
 def deployment_plan(settings: Settings, agencies: Iterable[str] | None = None) -> AccessPlan:
     """The plan `casebridge agencies sync` applies: the registry's agencies (unless given),
     the deployment's prefixes, and the data-sharing policy's retention."""
-    if agencies is None:
-        agencies = [a.id for a in load_routing_policy(settings.routing_policy_path).agencies]
+    routing = load_routing_policy(settings.routing_policy_path)
+    agency_ids = [a.id for a in routing.agencies] if agencies is None else list(agencies)
     return plan_access(
-        agencies,
+        agency_ids,
         topic_prefix=settings.topic_prefix,
         group_prefix=settings.group_prefix,
         retention=load_data_sharing_policy(settings.data_sharing_policy_path).retention,
+        # The regional statistics go to the regional coordinator, when it is deployed.
+        statistics_readers=[a for a in (routing.regional_coordinator,) if a in agency_ids],
     )
 
 

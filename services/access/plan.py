@@ -28,6 +28,7 @@ from schemas.topics import (
     INBOX_PREFIX,
     REJECTIONS_PREFIX,
     ROUTING_DECISIONS,
+    STATISTICS_REGIONAL,
     UPDATES_PREFIX,
     TopicSpec,
     agency_topics,
@@ -47,6 +48,7 @@ SERVICES_WITH_PRINCIPALS = (
     "signer",
     "audit-api",
     "console",
+    "statistics",
 )
 """Every CaseBridge process that talks to Kafka, each as its own principal."""
 RESERVED_PREFIX = "casebridge"
@@ -117,8 +119,16 @@ def plan_access(
     topic_prefix: str = "",
     group_prefix: str = "casebridge",
     retention: Retention | None = None,
+    statistics_readers: Iterable[str] = (),
 ) -> AccessPlan:
+    """`statistics_readers`: the partner agencies that may read the regional statistics
+    (`casebridge.statistics.regional`); `casebridge agencies sync` names the routing policy's
+    regional coordinator."""
     agency_ids = tuple(agencies)
+    partners = tuple(statistics_readers)
+    for partner in partners:
+        if partner not in agency_ids:
+            raise ValueError(f"statistics reader {partner!r} is not a registered agency")
     for agency in agency_ids:
         if agency.startswith(RESERVED_PREFIX):
             raise ValueError(f"agency id {agency!r} starts with the reserved {RESERVED_PREFIX!r}")
@@ -169,6 +179,14 @@ def plan_access(
     # The console records what its users did; their actions it publishes as their agency.
     console = service("console")
     allow(console, Operation.WRITE, CONSOLE_ACTIVITY.name)
+
+    # Aggregates under k-anonymity (services/statistics): the job writes, it reads back its
+    # last release (for the differencing rule), and the partners read.
+    statistics = service("statistics")
+    allow(statistics, Operation.WRITE, STATISTICS_REGIONAL.name)
+    allow(statistics, Operation.READ, STATISTICS_REGIONAL.name)
+    for partner in partners:
+        allow(partner, Operation.READ, STATISTICS_REGIONAL.name)
 
     allow(DPO, Operation.WRITE, ERASURES.name)
 

@@ -23,7 +23,7 @@ SERVICE = "audit"
 AUDITED_TOPICS = (
     r"casebridge\."
     r"(in\..+|events\.valid|routing\.decisions|inbox\..+|deadletter|rejections\..+"
-    r"|updates\..+|cases\..+|audit\.queries|erasures|console\.activity)"
+    r"|updates\..+|cases\..+|audit\.queries|erasures|console\.activity|statistics\.regional)"
 )
 """Every topic anyone acts on: what agencies send, what intake admits (the router and the
 cases service act on the validated stream, so it is audited too, although each record there

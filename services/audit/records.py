@@ -44,6 +44,7 @@ from schemas.topics import (
     INBOX_PREFIX,
     REJECTIONS_PREFIX,
     ROUTING_DECISIONS,
+    STATISTICS_REGIONAL,
     UPDATES_PREFIX,
 )
 from services.privacy.vault import case_subject
@@ -61,6 +62,7 @@ SERVICE_WRITTEN_TOPICS = (
     CASE_EVENTS.name,
     AUDIT_QUERIES.name,
     CONSOLE_ACTIVITY.name,
+    STATISTICS_REGIONAL.name,
 )
 SERVICE_WRITTEN_PREFIXES = (INBOX_PREFIX, UPDATES_PREFIX, REJECTIONS_PREFIX)
 """Audited topics that only CaseBridge's own service principals may write (the broker's ACLs,

@@ -32,6 +32,7 @@ def test_fixed_topics() -> None:
         "casebridge.audit.tree-heads": 1,
         "casebridge.erasures": 1,
         "casebridge.console.activity": 3,
+        "casebridge.statistics.regional": 1,
     }
     assert DEADLETTER.partitions == 3
     assert AUDIT_TREE_HEADS.partitions == 1

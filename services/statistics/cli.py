@@ -1,0 +1,87 @@
+"""`casebridge statistics ...`: the regional statistics feed (services/statistics/release.py).
+
+release   read the cases (read-only, as the auditor role), make a release under k-anonymity
+          (k = 11) against the last one, write it as CSV and/or publish it on
+          `casebridge.statistics.regional`
+run       the scheduled job: a release (published) every N days, until interrupted
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+from pathlib import Path
+
+from schemas.topics import STATISTICS_REGIONAL
+from services.runtime.settings import Settings, get_settings
+from services.statistics import feed
+from services.statistics.release import K_ANONYMITY, make_release
+
+
+async def release_once(settings: Settings, *, csv_path: Path | None, publish: bool) -> str:
+    """One release; returns a line saying what was released."""
+    import asyncpg
+
+    from services.bootstrap import person_vault
+    from services.runtime.credentials import AUDITOR_ROLE, database_url
+    from services.runtime.database import asyncpg_dsn
+
+    conn = await asyncpg.connect(asyncpg_dsn(database_url(settings, AUDITOR_ROLE)))
+    try:
+        async with conn.transaction(readonly=True):
+            population = await feed.read_population(conn, person_vault(settings))
+    finally:
+        await conn.close()
+    previous = feed.load_previous(settings)
+    release = make_release(population, previous=previous, made_at=dt.datetime.now(dt.UTC))
+    record = feed.to_record(release)
+    if csv_path is not None:
+        feed.write_csv(release, csv_path)
+    if publish:
+        await feed.publish(settings, record)
+    if csv_path is not None or publish:
+        feed.save_previous(settings, record)
+    where = [str(csv_path)] if csv_path else []
+    where += [settings.topic_prefix + STATISTICS_REGIONAL.name] if publish else []
+    return (
+        f"release {record.release_id}: {len(population)} cases, {len(release.cells)} cells "
+        f"published (k = {release.k}), {len(release.withheld)} withheld"
+        + (f" -> {', '.join(where)}" if where else " (dry run: nothing written)")
+    )
+
+
+def _release(args: argparse.Namespace) -> int:
+    print(asyncio.run(release_once(get_settings(), csv_path=args.csv, publish=args.publish)))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    async def loop() -> None:
+        settings = get_settings()
+        while True:
+            print(await release_once(settings, csv_path=args.csv, publish=True), flush=True)
+            await asyncio.sleep(args.every_days * 86400)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(loop())
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`casebridge statistics` and its subcommands, on the main parser's subparsers."""
+    p = sub.add_parser(
+        "statistics", help=f"regional statistics under k-anonymity (k = {K_ANONYMITY})"
+    )
+    statistics_sub = p.add_subparsers(dest="statistics_command", required=True)
+    p = statistics_sub.add_parser("release", help="make a release: CSV and/or publish it")
+    p.add_argument("--csv", type=Path, help="write the release to this CSV file")
+    p.add_argument(
+        "--publish", action="store_true", help="publish it on casebridge.statistics.regional"
+    )
+    p.set_defaults(func=_release)
+    p = statistics_sub.add_parser("run", help="publish a release every N days (a loop)")
+    p.add_argument("--every-days", type=float, default=30.0, help="days between releases")
+    p.add_argument("--csv", type=Path, help="also write each release to this CSV file")
+    p.set_defaults(func=_run)

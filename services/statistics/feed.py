@@ -1,0 +1,176 @@
+"""The regional statistics feed: read the cases, make a release, write CSV, publish it.
+
+The cases are read as the read-only auditor role, as `casebridge cases rebuild` does, and each
+snapshot is reduced to its `CaseFacts` at once: the only personal value kept is the gender,
+opened with the person vault (an erased person counts as unknown). The age band is the case's
+own `child` flag (the best-interests rule: a person of unknown or disputed age counts as a
+minor), not a date of birth.
+
+The previous release (for the differencing rule, services/statistics/release.py) is the one
+last released, kept in `<run_dir>/statistics/last-release.json`: a release is recorded there
+when its CSV is written or it is published, never on a dry run.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from schemas.cases import CaseKind
+from schemas.envelope import JSON_CONTENT_TYPE, Envelope, encode_binary
+from schemas.statistics import STATISTICS_RELEASED, StatisticsCell, StatisticsRelease
+from schemas.topics import STATISTICS_REGIONAL
+from services.cases import store
+from services.cases.domain.model import Case
+from services.privacy.vault import PersonVault
+from services.runtime.credentials import kafka_client, service_principal
+from services.runtime.settings import Settings
+from services.statistics.release import DIMENSIONS, CaseFacts, Release
+
+SOURCE = "urn:casebridge:statistics"
+"""`ce_source` of the releases."""
+PRINCIPAL = service_principal("statistics")
+TOTAL = "*"
+"""A CSV column a cell does not split by (the cell counts every value of it)."""
+NOT_APPLICABLE = "not_applicable"
+UNKNOWN = "unknown"
+
+
+def facts_of(case: Case) -> CaseFacts:
+    """What one case contributes: where, when opened, what kind, and how it stands."""
+    exploitation, age_band, gender = NOT_APPLICABLE, NOT_APPLICABLE, NOT_APPLICABLE
+    if case.referral is not None:
+        country = case.referral.location_country
+        types = case.referral.type_of_exploitation
+        exploitation = (
+            "not_recorded" if not types else types[0].value if len(types) == 1 else "multiple"
+        )
+    elif case.returns is not None:
+        country = case.returns.host_country
+    elif case.sar is not None:
+        country = case.sar.search_region_country
+    else:
+        country = UNKNOWN
+    if case.kind != CaseKind.sar:
+        age_band = "minor" if case.child else "adult"
+        gender = case.person.gender.value if case.person is not None else UNKNOWN
+    return CaseFacts(
+        country=country,
+        month=case.opened_at.strftime("%Y-%m"),
+        case_type=case.kind.value,
+        exploitation_type=exploitation,
+        age_band=age_band,
+        gender=gender,
+        outcome=case.status.value,
+    )
+
+
+async def read_population(conn: Any, vault: PersonVault) -> list[CaseFacts]:
+    """Every case's facts, from its current snapshot (run in a read-only transaction)."""
+    return [facts_of(case) for case in (await store.snapshots(conn, vault)).values()]
+
+
+def to_record(release: Release, release_id: str | None = None) -> StatisticsRelease:
+    made_at = release.made_at or dt.datetime.now(dt.UTC)
+    return StatisticsRelease(
+        release_id=release_id or f"{made_at:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}",
+        made_at=made_at,
+        k=release.k,
+        dimensions=list(release.dimensions),
+        cells=[
+            StatisticsCell(values=list(node), count=count)
+            for node, count in sorted(release.cells.items())
+        ],
+    )
+
+
+def from_record(record: StatisticsRelease) -> Release:
+    return Release(
+        k=record.k,
+        cells={tuple(c.values): c.count for c in record.cells},
+        made_at=record.made_at,
+        dimensions=tuple(record.dimensions),
+    )
+
+
+def csv_rows(release: Release) -> Iterable[list[str]]:
+    """A header, then one row per published cell: the values it splits by, `*` for the
+    others, and the count."""
+    yield [*release.dimensions, "count"]
+    for node, count in sorted(release.cells.items(), key=lambda item: (len(item[0]), item[0])):
+        yield [*node, *[TOTAL] * (len(release.dimensions) - len(node)), str(count)]
+
+
+def write_csv(release: Release, path: Path) -> None:
+    with path.open("w", newline="", encoding="utf-8") as out:
+        csv.writer(out).writerows(csv_rows(release))
+
+
+def state_file(settings: Settings) -> Path:
+    return settings.run_dir / "statistics" / "last-release.json"
+
+
+def load_previous(settings: Settings) -> Release | None:
+    path = state_file(settings)
+    if not path.exists():
+        return None
+    return from_record(StatisticsRelease.model_validate_json(path.read_bytes()))
+
+
+def save_previous(settings: Settings, record: StatisticsRelease) -> None:
+    path = state_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(record.model_dump_json(), encoding="utf-8")
+    temporary.replace(path)
+
+
+def release_message(record: StatisticsRelease) -> tuple[list[tuple[str, bytes]], bytes]:
+    """Kafka headers and value (CloudEvents binary mode; `ce_id` is the release id)."""
+    envelope = Envelope(
+        id=record.release_id,
+        source=SOURCE,
+        type=STATISTICS_RELEASED,
+        time=record.made_at,
+        datacontenttype=JSON_CONTENT_TYPE,
+    )
+    return encode_binary(envelope, record)
+
+
+async def publish(settings: Settings, record: StatisticsRelease) -> None:
+    """As `casebridge-statistics`, idempotent and acknowledged by every replica."""
+    producer = AIOKafkaProducer(
+        **kafka_client(settings, PRINCIPAL).aiokafka(), enable_idempotence=True, acks="all"
+    )
+    await producer.start()
+    try:
+        headers, value = release_message(record)
+        await producer.send_and_wait(
+            settings.topic_prefix + STATISTICS_REGIONAL.name, value, headers=headers
+        )
+    finally:
+        await producer.stop()
+
+
+__all__ = [
+    "DIMENSIONS",
+    "PRINCIPAL",
+    "SOURCE",
+    "csv_rows",
+    "facts_of",
+    "from_record",
+    "load_previous",
+    "publish",
+    "read_population",
+    "release_message",
+    "save_previous",
+    "state_file",
+    "to_record",
+    "write_csv",
+]
