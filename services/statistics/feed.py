@@ -7,8 +7,8 @@ own `child` flag (the best-interests rule: a person of unknown or disputed age c
 minor), not a date of birth.
 
 The previous release (for the differencing rule, services/statistics/release.py) is the one
-last released, kept in `<run_dir>/statistics/last-release.json`: a release is recorded there
-when its CSV is written or it is published, never on a dry run.
+last released, kept in `<run_dir>/statistics/<topic prefix>last-release.json`: a release is
+recorded there when its CSV is written or it is published, never on a dry run.
 """
 
 from __future__ import annotations
@@ -113,7 +113,8 @@ def write_csv(release: Release, path: Path) -> None:
 
 
 def state_file(settings: Settings) -> Path:
-    return settings.run_dir / "statistics" / "last-release.json"
+    """The last release of this deployment (its topic prefix), for the differencing rule."""
+    return settings.run_dir / "statistics" / f"{settings.topic_prefix}last-release.json"
 
 
 def load_previous(settings: Settings) -> Release | None:
