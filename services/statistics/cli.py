@@ -34,15 +34,20 @@ async def release_once(settings: Settings, *, csv_path: Path | None, publish: bo
             population = await feed.read_population(conn, person_vault(settings))
     finally:
         await conn.close()
-    previous = feed.load_previous(settings)
-    release = make_release(population, previous=previous, made_at=dt.datetime.now(dt.UTC))
+    history = feed.load_history(settings)
+    release = make_release(
+        population,
+        previous=feed.from_record(history[-1]) if history else None,
+        earlier=[feed.from_record(r) for r in history[:-1]],
+        made_at=dt.datetime.now(dt.UTC),
+    )
     record = feed.to_record(release)
     if csv_path is not None:
         feed.write_csv(release, csv_path)
     if publish:
         await feed.publish(settings, record)
     if csv_path is not None or publish:
-        feed.save_previous(settings, record)
+        feed.save_history(settings, [*history, record])
     where = [str(csv_path)] if csv_path else []
     where += [settings.topic_prefix + STATISTICS_REGIONAL.name] if publish else []
     return (

@@ -6,9 +6,9 @@ opened with the person vault (an erased person counts as unknown). The age band 
 own `child` flag (the best-interests rule: a person of unknown or disputed age counts as a
 minor), not a date of birth.
 
-The previous release (for the differencing rule, services/statistics/release.py) is the one
-last released, kept in `<run_dir>/statistics/<topic prefix>last-release.json`: a release is
-recorded there when its CSV is written or it is published, never on a dry run.
+The previous releases (for the differencing rule, services/statistics/release.py) are the last
+ones released, kept in `<run_dir>/statistics/<topic prefix>releases.json`: a release is recorded
+there when its CSV is written or it is published, never on a dry run.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from pydantic import TypeAdapter
 
 from schemas.cases import CaseKind
 from schemas.envelope import JSON_CONTENT_TYPE, Envelope, encode_binary
@@ -112,23 +113,28 @@ def write_csv(release: Release, path: Path) -> None:
         csv.writer(out).writerows(csv_rows(release))
 
 
+KEPT_RELEASES = 12
+"""Past releases each new one is checked against (a year of monthly releases)."""
+_HISTORY = TypeAdapter(list[StatisticsRelease])
+
+
 def state_file(settings: Settings) -> Path:
-    """The last release of this deployment (its topic prefix), for the differencing rule."""
-    return settings.run_dir / "statistics" / f"{settings.topic_prefix}last-release.json"
+    """This deployment's (topic prefix's) last releases, for the differencing rule."""
+    return settings.run_dir / "statistics" / f"{settings.topic_prefix}releases.json"
 
 
-def load_previous(settings: Settings) -> Release | None:
+def load_history(settings: Settings) -> list[StatisticsRelease]:
+    """The last releases made, oldest first ([] before the first)."""
     path = state_file(settings)
-    if not path.exists():
-        return None
-    return from_record(StatisticsRelease.model_validate_json(path.read_bytes()))
+    return _HISTORY.validate_json(path.read_bytes()) if path.exists() else []
 
 
-def save_previous(settings: Settings, record: StatisticsRelease) -> None:
+def save_history(settings: Settings, history: list[StatisticsRelease]) -> None:
+    """Keep the last `KEPT_RELEASES` (written whole, then renamed into place)."""
     path = state_file(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(record.model_dump_json(), encoding="utf-8")
+    temporary.write_bytes(_HISTORY.dump_json(history[-KEPT_RELEASES:]))
     temporary.replace(path)
 
 
@@ -166,11 +172,11 @@ __all__ = [
     "csv_rows",
     "facts_of",
     "from_record",
-    "load_previous",
+    "load_history",
     "publish",
     "read_population",
     "release_message",
-    "save_previous",
+    "save_history",
     "state_file",
     "to_record",
     "write_csv",

@@ -47,6 +47,11 @@ until none is left; with no child published, the only group is the node itself, 
 checked. Releases therefore may publish fewer cells than the previous one: publishing a stale
 count instead would make the totals wrong, and published totals are always exact.
 
+The same rules hold against every release passed as `earlier` (the feed passes the last ones
+it made): a cell withheld in one release for a small change, and published in the next, is
+then also compared with the release before. The rules are checked pair by pair; what a reader
+could combine from three releases at once is not analysed.
+
 Not covered: gains and losses under *different* nodes can still be added by a reader (a loss of
 12 in one month's outcomes and a gain of 15 in another's); each is at least `k` and they concern
 disjoint sets of cases, but their sum is not a group. The grand total grows by the new cases, so
@@ -58,7 +63,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -145,6 +150,7 @@ def small(n: int, k: int) -> bool:
 class _Index:
     now: Mapping[Node, set[Node]]
     before: Mapping[Node, set[Node]]
+    """Children of the past release's cells."""
 
 
 def _change_groups(
@@ -195,9 +201,8 @@ def _violation(
     node: Node,
     published: set[Node],
     counts: Mapping[Node, int],
-    previous: Release | None,
+    pasts: Sequence[tuple[Release, _Index]],
     k: int,
-    index: _Index,
 ) -> Node | None:
     """A child to withhold so that `node`'s children break no rule, or None if they do not."""
     if not published:
@@ -212,16 +217,17 @@ def _violation(
 
     if small(counts.get(node, 0) - sum(counts[c] for c in published), k):
         return smallest(published)
-    if previous is None or node not in previous.cells:
-        return None
-    groups = _change_groups(node, published, counts, previous, index)
-    for change, merge_by_withholding in groups:
-        if small(change, k):
-            return smallest(merge_by_withholding)
-    if any(change < 0 for change, _ in groups) and any(
-        small(total, k) for total in subset_sums(change for change, _ in groups)
-    ):
-        return smallest(c for change, fix in groups if change != 0 for c in fix)
+    for past, index in pasts:
+        if node not in past.cells:
+            continue
+        groups = _change_groups(node, published, counts, past, index)
+        for change, merge_by_withholding in groups:
+            if small(change, k):
+                return smallest(merge_by_withholding)
+        if any(change < 0 for change, _ in groups) and any(
+            small(total, k) for total in subset_sums(change for change, _ in groups)
+        ):
+            return smallest(c for change, fix in groups if change != 0 for c in fix)
     return None
 
 
@@ -239,19 +245,25 @@ def make_release(
     *,
     k: int = K_ANONYMITY,
     previous: Release | None = None,
+    earlier: Sequence[Release] = (),
     made_at: dt.datetime | None = None,
 ) -> Release:
-    """The cells that may be published about `population`, given the previous release."""
+    """The cells that may be published about `population`, given the previous release (and,
+    to be safe against them too, the `earlier` ones)."""
     if k < 2:
         raise ValueError("k must be at least 2")
-    if previous is not None and previous.dimensions != DIMENSIONS:
-        previous = None  # a release along other dimensions shares no cell with this one
     counts = node_counts(population)
-    index = _Index(children_index(counts), children_index(previous.cells if previous else ()))
+    now = children_index(counts)
+    # A release along other dimensions shares no cell with this one.
+    pasts = [
+        (past, _Index(now, children_index(past.cells)))
+        for past in (*earlier, *([previous] if previous is not None else []))
+        if past.dimensions == DIMENSIONS
+    ]
     withheld: list[Node] = []
     total = counts[()]
-    if small(total, k) or (
-        previous is not None and () in previous.cells and small(total - previous.cells[()], k)
+    if small(total, k) or any(
+        () in past.cells and small(total - past.cells[()], k) for past, _ in pasts
     ):
         return Release(k=k, cells={}, made_at=made_at)
     cells: dict[Node, int] = {(): total}
@@ -260,13 +272,12 @@ def make_release(
         node = frontier.pop()
         if len(node) == len(DIMENSIONS):
             continue
-        published = {c for c in index.now.get(node, ()) if counts[c] >= k}
-        if previous is not None:
-            for c in sorted(published):
-                if c in previous.cells and small(counts[c] - previous.cells[c], k):
-                    published.discard(c)
-                    withheld.append(c)
-        while (drop := _violation(node, published, counts, previous, k, index)) is not None:
+        published = {c for c in now.get(node, ()) if counts[c] >= k}
+        for c in sorted(published):
+            if any(c in past.cells and small(counts[c] - past.cells[c], k) for past, _ in pasts):
+                published.discard(c)
+                withheld.append(c)
+        while (drop := _violation(node, published, counts, pasts, k)) is not None:
             published.discard(drop)
             withheld.append(drop)
         for c in sorted(published, reverse=True):

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import TopicAuthorizationFailedError
 
 from schemas.envelope import decode_kafka_record
-from schemas.statistics import STATISTICS_RELEASED, StatisticsRelease
+from schemas.statistics import STATISTICS_RELEASED, StatisticsCell, StatisticsRelease
 from schemas.topics import STATISTICS_REGIONAL
 from services.runtime.credentials import kafka_client
 from services.runtime.settings import Settings
@@ -81,7 +81,9 @@ async def test_the_partner_reads_the_release_and_another_agency_cannot(
     assert "0 cases, 1 cells published" in line
     rows = list(csv.reader(csv_path.open(encoding="utf-8")))
     assert rows[1] == ["*"] * 7 + ["0"]
-    assert feed.state_file(deployment).exists()
+    assert [r.cells for r in feed.load_history(deployment)] == [
+        [StatisticsCell(values=[], count=0)]
+    ]
     # A second release with counts, published as the statistics principal.
     population = [
         CaseFacts("TH", "2026-11", "referral", "ForcedLabour", "adult", "Feminine", "Active")

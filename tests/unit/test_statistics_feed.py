@@ -17,6 +17,7 @@ from schemas.topics import STATISTICS_REGIONAL
 from schemas.vocab import Gender, TraffickingStatus, TypeOfExploitation
 from services.access.plan import Operation, Resource, plan_access
 from services.cases.domain.model import Case, ReferralFacts
+from services.runtime.settings import Settings
 from services.statistics import feed
 from services.statistics.release import CaseFacts, make_release
 
@@ -128,3 +129,16 @@ def test_only_the_named_partners_and_the_job_read_the_regional_statistics() -> N
 def test_a_partner_must_be_a_registered_agency() -> None:
     with pytest.raises(ValueError, match="not a registered agency"):
         plan_access(["id-police-aht"], statistics_readers=["regional-support-office"])
+
+
+def test_the_last_releases_are_kept_per_deployment(tmp_path: Path) -> None:
+    settings = Settings(run_dir=tmp_path, topic_prefix="t1.")
+    assert feed.load_history(settings) == []
+    records = [
+        feed.to_record(make_release([], made_at=OPENED), f"r{i}")
+        for i in range(feed.KEPT_RELEASES + 2)
+    ]
+    feed.save_history(settings, records)
+    kept = feed.load_history(settings)
+    assert [r.release_id for r in kept] == [f"r{i}" for i in range(2, feed.KEPT_RELEASES + 2)]
+    assert feed.load_history(Settings(run_dir=tmp_path, topic_prefix="t2.")) == []
