@@ -230,6 +230,7 @@ def build(
     if settings.metrics_port is not None:
         health = health_server(w, settings, signing=sign)
         app.on_startup(health.start)  # first: /healthz answers while the services connect
+        app.on_shutdown(health.stopping)  # first: not ready while the services close
     clocks: list[asyncio.Task[None]] = []
     prefix = settings.topic_prefix
 

@@ -23,7 +23,7 @@ import contextlib
 import socket
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 from aiokafka.errors import KafkaError
@@ -42,6 +42,7 @@ Check = Callable[[], Awaitable[str | None]]
 """None when the thing checked works, else what is wrong with it."""
 Sampler = Callable[[], Awaitable[None]]
 """Refreshes gauges before a scrape."""
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,9 @@ def broker_check(broker: KafkaBroker) -> Check:
 
     async def check() -> str | None:
         consumers: list[Any] = [getattr(s, "consumer", None) for s in broker.subscribers]
-        if not consumers or any(c is None for c in consumers):
+        if not broker.running or not consumers or any(c is None for c in consumers):
+            # Not asked until every consumer has started: one still starting has no broker
+            # to ask yet.
             return "not consuming (not started yet, or stopped)"
         try:
             await consumers[0].topics()
@@ -113,6 +116,9 @@ class HealthServer:
         self._timeout = timeout_s
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._asking: set[asyncio.Future[Any]] = set()
+        """Checks and samples under way (they use the services' consumers and pools)."""
         self.app = self._build_app()
 
     @property
@@ -120,9 +126,32 @@ class HealthServer:
         """The port listened on (the one chosen, when configured as 0)."""
         return self._port
 
+    async def stopping(self) -> None:
+        """The process is shutting down: from now on every check fails without touching the
+        consumers and pools, and nothing is sampled; the endpoints still answer until `stop`.
+
+        Returns once the checks and samples under way have ended (each within the timeout):
+        a request still in flight on a consumer being stopped made aiokafka's stop wait
+        for 30 s."""
+        self._stopping = True
+        if self._asking:
+            await asyncio.wait(list(self._asking), timeout=self._timeout + 1)
+
+    async def _asked(self, *calls: Awaitable[T]) -> list[T]:
+        """Run `calls` concurrently, known to `stopping` until they end."""
+        asking = asyncio.gather(*calls)
+        self._asking.add(asking)
+        try:
+            return list(await asking)
+        finally:
+            self._asking.discard(asking)
+
     async def readiness(self) -> dict[str, str | None]:
         """Every check's problem (None: passes), keyed `service.check`; sets the gauge."""
-        results = await asyncio.gather(*(self._run(p) for p in self.probes))
+        if self._stopping:
+            results: list[str | None] = ["the process is stopping"] * len(self.probes)
+        else:
+            results = await self._asked(*(self._run(p) for p in self.probes))
         for probe, problem in zip(self.probes, results, strict=True):
             HEALTH_CHECK.labels(probe.service, probe.name).set(0 if problem else 1)
         return {p.key: problem for p, problem in zip(self.probes, results, strict=True)}
@@ -145,7 +174,8 @@ class HealthServer:
             except Exception as exc:
                 log.debug("metrics sample failed", error=type(exc).__name__)
 
-        await asyncio.gather(*(one(s) for s in self.samplers))
+        if not self._stopping:
+            await self._asked(*(one(s) for s in self.samplers))
 
     def _build_app(self) -> FastAPI:
         app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)

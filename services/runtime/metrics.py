@@ -204,6 +204,8 @@ async def sample_consumer_lag(broker: KafkaBroker, *, position_wait_s: float = 0
     consumer's own. A stuck consumer keeps its position while the end moves on, so its lag
     grows; a partition whose position is not known yet (just assigned) is left out.
     """
+    if not broker.running:
+        return  # starting or stopping: its consumers are not to be asked
     for subscriber in broker.subscribers:
         consumer: Any = getattr(subscriber, "consumer", None)
         group = getattr(subscriber, "group_id", None)

@@ -114,7 +114,7 @@ class Processes:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(30)
+                proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
@@ -306,6 +306,7 @@ async def test_prometheus_scrapes_every_service_and_alerts_when_one_stops(
         assert await api.alerts("CaseBridgeServiceDown") == []
 
         processes.stop("intake")
+        assert processes.running["intake"].returncode == 0, "a clean stop, server and all"
         firing = await _until(
             "CaseBridgeServiceDown firing for intake",
             lambda: _firing(api, "CaseBridgeServiceDown"),

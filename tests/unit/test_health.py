@@ -40,8 +40,9 @@ class FakeSubscriber:
 
 
 class FakeBroker:
-    def __init__(self, *consumers: FakeConsumer | None) -> None:
+    def __init__(self, *consumers: FakeConsumer | None, running: bool = True) -> None:
         self.subscribers = [FakeSubscriber(c) for c in consumers]
+        self.running = running
 
 
 class FakePool:
@@ -143,6 +144,16 @@ async def test_a_stopped_consumer_or_closed_pool_is_not_ready() -> None:
     assert response.json()["failing"] == ["cases.broker", "cases.database"]
 
 
+async def test_a_broker_still_starting_is_not_ready_and_not_asked() -> None:
+    consumer = FakeConsumer(reachable=False)  # asking it would say "cannot reach"
+    starting: Any = FakeBroker(consumer, running=False)
+    response = await get(
+        HealthServer([Probe("intake", "broker", broker_check(starting))]), "/readyz"
+    )
+    assert response.status_code == 503
+    assert response.json()["checks"]["intake.broker"].startswith("not consuming")
+
+
 async def test_healthz_answers_while_not_ready() -> None:
     health = server(consumer=FakeConsumer(reachable=False))
     assert (await get(health, "/readyz")).status_code == 503
@@ -220,3 +231,44 @@ async def test_a_port_in_use_fails_the_start() -> None:
         health = HealthServer([], port=int(taken.getsockname()[1]))
         with pytest.raises(OSError, match="in use"):
             await health.start()
+
+
+async def test_a_stopping_process_is_not_ready_and_leaves_its_clients_alone() -> None:
+    touched: list[str] = []
+
+    async def check() -> None:
+        touched.append("check")
+
+    async def sample() -> None:
+        touched.append("sample")
+
+    health = HealthServer([Probe("router", "broker", check)], [sample])
+    assert (await get(health, "/readyz")).status_code == 200  # the control
+    touched.clear()
+    await health.stopping()
+    response = await get(health, "/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"] == {"router.broker": "the process is stopping"}
+    assert (await get(health, "/metrics")).status_code == 200
+    assert touched == []
+
+
+async def test_stopping_waits_for_the_checks_under_way() -> None:
+    """Consumers and pools are closed only once no check or sample is using them."""
+    release = asyncio.Event()
+    ended: list[str] = []
+
+    async def slow() -> None:
+        await release.wait()
+        ended.append("check")
+
+    health = HealthServer([Probe("intake", "broker", slow)], timeout_s=5)
+    asking = asyncio.create_task(health.readiness())
+    await asyncio.sleep(0.05)
+    stopping = asyncio.create_task(health.stopping())
+    await asyncio.sleep(0.05)
+    assert not stopping.done()  # the check is still under way
+    release.set()
+    await stopping
+    assert ended == ["check"]
+    assert (await asking) == {"intake.broker": None}
