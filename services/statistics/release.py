@@ -35,8 +35,9 @@ Between consecutive releases
 ----------------------------
 Given the previous release, under every node published in both, the reader can also compute
 changes: of each child published in both (a *singleton*), and of the rest taken together (the
-children published in neither or in only one release, the *union*; when the previous remainder's
-children are all published now, the previous and current remainders separately). The rules:
+children published in neither or in only one release, the *union*; when the previous remainder
+was empty, or its children are all published now, the previous and the current remainders
+separately). The rules:
 - a node published in both releases changed by 0 or by at least `k` (else it is withheld);
 - every such group's change is 0 or at least `k` in size;
 - a reader may add changes up: when a group under a node shrank (cases changed outcome, or an
@@ -168,19 +169,19 @@ def _change_groups(
     old_remainder = previous.cells[node] - sum(before.values())
     # The previous remainder's children, as far as the current counts show them.
     hidden_before = {c for c in index.now.get(node, ()) if c not in before}
-    if old_remainder > 0 and hidden_before and hidden_before <= published:
+    hidden_now = set(before) - published
+    remainder_now = counts.get(node, 0) - sum(counts[c] for c in published)
+    if old_remainder == 0:
+        # Every child unpublished before was empty: a reader knows each child published now
+        # changed by its whole count, and the current remainder by what it holds beyond the
+        # newly withheld children's previous counts.
+        groups += [(counts[c], {c}) for c in sorted(published - set(before))]
+        groups.append((remainder_now - sum(before[c] for c in hidden_now), set(published)))
+    elif hidden_before and hidden_before <= published:
         # Each is published now (unless one has emptied since): a reader may compute the
         # previous and the current remainder's changes separately.
         groups.append((sum(counts[c] for c in hidden_before) - old_remainder, set(hidden_before)))
-        hidden_now = set(before) - published
-        groups.append(
-            (
-                counts.get(node, 0)
-                - sum(counts[c] for c in published)
-                - sum(before[c] for c in hidden_now),
-                set(hidden_before),
-            )
-        )
+        groups.append((remainder_now - sum(before[c] for c in hidden_now), set(hidden_before)))
     else:
         rest_now = counts.get(node, 0) - sum(counts[c] for c in both)
         rest_before = previous.cells[node] - sum(before[c] for c in both)

@@ -81,6 +81,11 @@ def derivable_changes(before: Release, after: Release, node: Node) -> list[int]:
     was, now = before.children(node), after.children(node)
     both = set(was) & set(now)
     changes = [now[c] - was[c] for c in both]
+    if before.remainder(node) == 0:
+        # Every child not published before was empty then.
+        changes += [now[c] for c in set(now) - set(was)]
+        changes.append(after.remainder(node) - sum(was[c] for c in set(was) - set(now)))
+        return changes
     rest = (after.cells[node] - sum(now[c] for c in both)) - (
         before.cells[node] - sum(was[c] for c in both)
     )
@@ -209,6 +214,19 @@ def test_a_withheld_cell_is_compared_with_the_release_before_too() -> None:
     r3 = make_release(later, previous=r2, earlier=[r1])
     assert female not in r3.cells
     assert_no_small_difference(r1, r3)
+
+
+def test_a_remainder_that_was_empty_cannot_grow_by_fewer_than_k() -> None:
+    # Female 20, Male 20, nothing else; then Male 23 (withheld) and Unknown 15: publishing
+    # Female 20 and Unknown 15 under a total of 58 would say the rest (Male) grew by 3.
+    first = cases(20) + cases(20, gender="Male")
+    before = make_release(first)
+    later = [*first, *cases(3, gender="Male"), *cases(15, gender="Unknown")]
+    after = make_release(later, previous=before)
+    parent = leaf(BASE)[:5]
+    assert after.cells[parent] == 58
+    assert (*parent, "Unknown") not in after.cells
+    assert_no_small_difference(before, after)
 
 
 def test_cells_that_each_grew_by_k_or_more_are_published_again() -> None:
