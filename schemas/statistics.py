@@ -33,7 +33,7 @@ class StatisticsCell(StrictModel):
 
 
 class StatisticsRelease(StrictModel):
-    """A release: every published cell, exact, each 0 (the grand total only) or at least k."""
+    """A release: every published cell, exact, each at least k (none with fewer cases)."""
 
     release_id: Annotated[str, StringConstraints(max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
     made_at: Timestamp

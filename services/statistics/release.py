@@ -16,7 +16,8 @@ can. The outcome is the last level, so a case whose outcome changes moves betwee
 Within one release
 ------------------
 - A node is published only if its parent is (the root excepted), with its exact count, and only
-  if that count is at least `k` (the root may also be published as 0). Cells that are not
+  if that count is at least `k`; with fewer than `k` cases in all, even none, a release is
+  empty (so an empty release does not tell "none" from "a few"). Cells that are not
   published are simply absent: an absent cell reads "0 or suppressed", so a suppressed cell is
   indistinguishable from an empty one (listing it as suppressed would reveal that a small group
   exists).
@@ -263,9 +264,7 @@ def make_release(
     ]
     withheld: list[Node] = []
     total = counts[()]
-    if small(total, k) or any(
-        () in past.cells and small(total - past.cells[()], k) for past, _ in pasts
-    ):
+    if total < k or any(() in past.cells and small(total - past.cells[()], k) for past, _ in pasts):
         return Release(k=k, cells={}, made_at=made_at)
     cells: dict[Node, int] = {(): total}
     frontier: list[Node] = [()]
