@@ -56,9 +56,12 @@ could combine from three releases at once is not analysed.
 
 Not covered: gains and losses under *different* nodes can still be added by a reader (a loss of
 12 in one month's outcomes and a gain of 15 in another's); each is at least `k` and they concern
-disjoint sets of cases, but their sum is not a group. The grand total grows by the new cases, so
-a release made after fewer than `k` new cases withholds it (and so everything): release less
-often rather than more.
+disjoint sets of cases, but their sum is not a group. Withholding a cell for its change is itself
+a sign that something under it moved, but never only that: complements are withheld too.
+
+The grand total is the exception: a release is empty when the total differs from a past
+release's by fewer than `k`, *including 0*, so that an empty release says "fewer than `k` new
+cases (perhaps none)", never "a few". Release less often rather than more.
 """
 
 from __future__ import annotations
@@ -264,7 +267,9 @@ def make_release(
     ]
     withheld: list[Node] = []
     total = counts[()]
-    if total < k or any(() in past.cells and small(total - past.cells[()], k) for past, _ in pasts):
+    # An empty release must not tell "a few new cases" from none: so it is empty whenever the
+    # total moved by fewer than k, 0 included (and a release is made only with k new cases).
+    if total < k or any(() in past.cells and abs(total - past.cells[()]) < k for past, _ in pasts):
         return Release(k=k, cells={}, made_at=made_at)
     cells: dict[Node, int] = {(): total}
     frontier: list[Node] = [()]

@@ -59,7 +59,8 @@ def consecutive(draw: st.DrawFn) -> tuple[list[CaseFacts], list[CaseFacts]]:
         else f
         for f in first
     ]
-    return first, later + draw(st.lists(facts, max_size=150))
+    # At least k new cases: with fewer the release is empty (a test below shows it).
+    return first, later + draw(st.lists(facts, min_size=K, max_size=150))
 
 
 def assert_safe(release: Release, population: Sequence[CaseFacts]) -> None:
@@ -209,10 +210,12 @@ def test_a_withheld_cell_is_compared_with_the_release_before_too() -> None:
     r2 = make_release(later, previous=r1)
     female = leaf(BASE)[:6]
     assert female not in r2.cells
-    # Nothing changes: against r2 alone, Female (23) could come back; r1 said 20.
-    assert female in make_release(later, previous=r2).cells
-    r3 = make_release(later, previous=r2, earlier=[r1])
+    # Only Thailand changes: against r2 alone, Female (23) could come back; r1 said 20.
+    third = later + cases(11, country="TH")
+    assert female in make_release(third, previous=r2).cells
+    r3 = make_release(third, previous=r2, earlier=[r1])
     assert female not in r3.cells
+    assert r3.cells[("TH",)] == 11
     assert_no_small_difference(r1, r3)
 
 
@@ -238,15 +241,24 @@ def test_cells_that_each_grew_by_k_or_more_are_published_again() -> None:
 
 
 def test_a_gain_and_a_loss_cannot_be_added_into_a_small_net_change() -> None:
-    # 14 cases close: Active 40 -> 26, Closed 20 -> 34: -14 and +14, each safe and their sum 0.
-    # If 3 new active cases arrive too, the totals grow by 3: nothing can be published.
+    # 14 cases close: Active 40 -> 26, Closed 20 -> 34: -14 and +14, each safe and their sum 0
+    # (and 11 new cases in Thailand, or the release would be empty).
     first = cases(40) + cases(20, outcome="Closed")
     before = make_release(first)
-    moved = cases(26) + cases(34, outcome="Closed")
+    moved = cases(26) + cases(34, outcome="Closed") + cases(11, country="TH")
     after = make_release(moved, previous=before)
     assert after.cells == node_counts(moved)
+    # With 3 new active cases too, Indonesia grew by 3: only the grand total is published.
     later = moved + cases(3)
-    assert make_release(later, previous=before).cells == {}
+    assert make_release(later, previous=before).cells == {(): 74}
+
+
+def test_a_release_after_fewer_than_k_new_cases_is_empty_even_after_none() -> None:
+    first = cases(40) + cases(20, outcome="Closed")
+    before = make_release(first)
+    assert make_release(first + cases(3), previous=before).cells == {}
+    assert make_release(first, previous=before).cells == {}  # so empty means 0 to 10
+    assert make_release(first + cases(11), previous=before).cells[()] == 71
 
 
 def test_outcome_changes_under_one_node_are_published_one_group_at_a_time() -> None:
