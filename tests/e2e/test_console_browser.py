@@ -65,7 +65,9 @@ async def site(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> AsyncI
     """Every service (the audit one signing heads), the auditors' API with a metadata token for
     the console, and the console."""
     ns = f"w{uuid.uuid4().hex[:10]}."
-    settings = stack.deployment(topic_prefix=ns, group_prefix=ns + "cb")
+    # A database of its own: its signer's key signs heads no other test's signer must trust.
+    database = await stack.create_database()
+    settings = stack.deployment(database=database, topic_prefix=ns, group_prefix=ns + "cb")
     shots = Path(os.environ.get("CASEBRIDGE_SCREENSHOTS") or tmp_path_factory.mktemp("shots"))
     await asyncio.to_thread(shots.mkdir, parents=True, exist_ok=True)
     audit, _ = demo_audit_settings(tmp_path_factory.mktemp("audit"))
@@ -85,6 +87,7 @@ async def site(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> AsyncI
                 yield Site(url, accounts, case_id, shots)
     finally:
         await services.stop()
+        await stack.drop_database(database)
 
 
 @pytest.fixture
