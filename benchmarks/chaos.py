@@ -139,10 +139,9 @@ from schemas.topics import AUDIT_TREE_HEADS, ERASURES, EVENTS_VALID, inbound_top
 from services.access.broker import admin_client, deployment_plan, sync
 from services.access.plan import AccessPlan
 from services.audit.handlers import AUDITED_TOPICS
-from services.bootstrap import load_routing_policy
 from services.privacy.policy import DataSharingPolicy
 from services.privacy.policy import load_policy as load_data_sharing_policy
-from services.routing.policy import RoutingPolicy
+from services.routing.policy import RoutingPolicy, deployment_policy
 from services.runtime import progress
 from services.runtime.credentials import OWNER_ROLE, database_url, kafka_client
 from services.runtime.database import asyncpg_dsn
@@ -759,7 +758,7 @@ async def settle(r: Recipe, within_s: float = 120.0) -> None:
 
 def prepare(args: argparse.Namespace, stack: Stack) -> World:
     settings = Settings()
-    policy = load_routing_policy(settings)
+    policy = deployment_policy(settings)
     sharing = load_data_sharing_policy(settings.data_sharing_policy_path)
     run = uuid.uuid4().hex[:6]
     t0 = time.monotonic()

@@ -78,7 +78,7 @@ from schemas.topics import (
 from services.audit.handlers import AuditRecorder
 from services.audit.handlers import build_router as audit_router
 from services.audit.store import AuditLog
-from services.bootstrap import SERVICES, load_routing_policy
+from services.bootstrap import SERVICES
 from services.cases.coordinator import CaseCoordinator, directory_of
 from services.cases.domain import CaseContext, SystemClock
 from services.cases.domain import load_policy as load_case_policy
@@ -95,7 +95,7 @@ from services.privacy.vault import PersonVault
 from services.router.decisions import ROUTING_DECISION_TYPE
 from services.router.handlers import Router
 from services.router.handlers import build_router as router_router
-from services.routing.policy import Priority, RoutingPolicy
+from services.routing.policy import Priority, RoutingPolicy, deployment_policy
 from services.runtime.credentials import KafkaClientConfig
 from services.runtime.database import Database
 from services.runtime.dead_letter import DEAD_LETTER_TYPE
@@ -681,7 +681,7 @@ def asyncapi_document() -> dict[str, Any]:
     where it is generated; no secret file is read, and nothing connects.
     """
     settings = Settings.model_construct()
-    policy = load_routing_policy(settings)
+    policy = deployment_policy(settings)
     broker = documentation_broker(settings, policy)
     _documented_publishers(broker)
     spec = AsyncAPI(

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from faststream import FastStream
 from faststream.kafka import KafkaBroker, KafkaRouter
 
-from schemas.registry import EVENT_TYPES
 from schemas.topics import CASE_EVENTS, DEADLETTER, ERASURES, EVENTS_VALID, ROUTING_DECISIONS
 from services.audit.config import AuditSettings
 from services.audit.handlers import AuditRecorder
@@ -35,12 +34,12 @@ from services.intake.handlers import Intake
 from services.intake.handlers import build_router as intake_router
 from services.intake.registry import Registry
 from services.intake.seen_events import SeenEvents
-from services.privacy.keys import load_kek, person_key_secret_path, read_secret_file
+from services.privacy.keys import person_key_secret_path, read_secret_file
 from services.privacy.policy import load_policy as load_data_sharing_policy
-from services.privacy.vault import PersonVault
+from services.privacy.vault import person_vault
 from services.router.handlers import Router
 from services.router.handlers import build_router as router_router
-from services.routing.policy import RoutingPolicy, load_policy
+from services.routing.policy import RoutingPolicy, deployment_policy
 from services.runtime.credentials import (
     KafkaClientConfig,
     database_url,
@@ -71,10 +70,6 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "audit": (),
 }
 """Topics a service checks it can see before it consumes (set-up creates them)."""
-
-
-def load_routing_policy(settings: Settings) -> RoutingPolicy:
-    return load_policy(settings.routing_policy_path, known_event_types=EVENT_TYPES)
 
 
 @dataclass
@@ -117,7 +112,7 @@ def wire(settings: Settings, services: Iterable[str], *, clock: Clock | None = N
     if unknown:
         raise ValueError(f"unknown services {unknown}; known: {SERVICES}")
     logger = configure_logging(fmt=settings.log_format, level=settings.log_level)
-    policy = load_routing_policy(settings)
+    policy = deployment_policy(settings)
     sharing = load_data_sharing_policy(settings.data_sharing_policy_path)
     wired: dict[str, ServiceWiring] = {}
 
@@ -317,13 +312,6 @@ def _signer_check(health: SignerHealth, *, signing: bool) -> Check:
         return None if health.signing else "the signer is not running"
 
     return check
-
-
-def person_vault(settings: Settings, *, cache_ttl_s: float = 30.0) -> PersonVault:
-    """The person vault over the deployment's key-encryption key (`CASEBRIDGE_KEK`, or the
-    file set-up makes): the audit service seals with it, the audit API opens with it (with no
-    cache, so auditors see an erasure at once)."""
-    return PersonVault(load_kek(secrets_dir=settings.secrets_dir), cache_ttl_s=cache_ttl_s)
 
 
 def _person_key_secret(settings: Settings) -> bytes | None:

@@ -85,11 +85,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _rules(_: argparse.Namespace) -> int:
-    from services.bootstrap import load_routing_policy
     from services.cases.domain import PolicyRule, load_policy, policy_rules, rules_by_priority
+    from services.routing.policy import deployment_policy
 
     settings = get_settings()
-    routing = load_routing_policy(settings)
+    routing = deployment_policy(settings)
     rules = [
         PolicyRule(r.name, r.serves, r.why, "services/routing/policy.yaml (routing)")
         for r in routing.rules
@@ -113,8 +113,8 @@ def _watch(args: argparse.Namespace) -> int:
 def _rebuild(args: argparse.Namespace) -> int:
     import asyncpg
 
-    from services.bootstrap import person_vault
     from services.cases.rebuild import rebuild
+    from services.privacy.vault import person_vault
     from services.runtime.credentials import AUDITOR_ROLE, OWNER_ROLE, database_url
     from services.runtime.database import asyncpg_dsn
 

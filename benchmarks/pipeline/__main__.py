@@ -25,8 +25,8 @@ from benchmarks.pipeline.events import make_events
 from benchmarks.pipeline.passthrough import PassthroughResult, passthrough
 from benchmarks.pipeline.system import Phase, PipelineResult, run_system
 from schemas.errors import EventRejected
-from services.bootstrap import load_routing_policy
 from services.privacy.keys import ensure_deployment_keys
+from services.routing.policy import deployment_policy
 from services.runtime.progress import add_progress_flag
 from services.runtime.settings import Settings
 
@@ -108,7 +108,7 @@ async def run(args: argparse.Namespace) -> int:
             "run_dir": args.run_dir.resolve(),
         }
     )
-    policy = load_routing_policy(base)
+    policy = deployment_policy(base)
     # As `casebridge migrate` would on a fresh stack: the services read their keys from here.
     ensure_deployment_keys(base.secrets_dir)
     paced_n = 0 if args.backlog else args.paced_events

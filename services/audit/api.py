@@ -92,7 +92,7 @@ from services.audit.tree_head import (
     verify_tree_head,
 )
 from services.privacy.keys import KeyUnavailableError
-from services.privacy.vault import PersonVault
+from services.privacy.vault import PersonVault, person_vault
 from services.runtime.credentials import (
     AUDITOR_ROLE,
     KafkaClientConfig,
@@ -499,8 +499,6 @@ def create_api(
             head_key = audit.public_key()
             signed = checker(head_key)
         if payloads is None:
-            from services.bootstrap import person_vault  # the composition root: loaded lazily
-
             payloads = person_vault(settings, cache_ttl_s=0)
         await db.start()
         try:

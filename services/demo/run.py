@@ -27,7 +27,7 @@ from services.audit.config import AuditSettings
 from services.audit.queries import EventFilter, find_events
 from services.audit.tree_head import generate_keypair, private_key_pem, public_key_pem
 from services.audit.verify_stored import verify_against_latest
-from services.bootstrap import SERVICES, build_app, load_routing_policy, person_vault
+from services.bootstrap import SERVICES, build_app
 from services.cases.erasure import erase
 from services.cases.rebuild import rebuild
 from services.cases.watch import read_feeds
@@ -36,6 +36,8 @@ from services.demo import coordination
 from services.demo.console import console_running, print_console
 from services.demo.scenario import AgencyMessage, build_scenario
 from services.privacy.keys import ensure_deployment_keys, load_kek
+from services.privacy.vault import person_vault
+from services.routing.policy import deployment_policy
 from services.runtime.credentials import (
     AUDITOR_ROLE,
     OWNER_ROLE,
@@ -158,7 +160,7 @@ async def run_coordination_part(settings: Settings, conn: asyncpg.Connection, ru
         ok &= await coordination.play(steps, send, conn, report=_print_step)
     cases = coordination.cases_of(run)
     mine = {cases.sar, cases.referral, cases.returns}
-    agencies = [a.id for a in load_routing_policy(settings).agencies]
+    agencies = [a.id for a in deployment_policy(settings).agencies]
     await asyncio.sleep(1.0)  # let the outbox relay the last updates
     feeds = await read_feeds(settings, agencies)
     print("\n== What each agency's caseworkers saw (casebridge.updates.<agency>) ==")

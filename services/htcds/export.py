@@ -20,7 +20,6 @@ from typing import IO, Any
 import asyncpg
 import orjson
 
-from services.bootstrap import load_routing_policy, person_vault
 from services.cases import store
 from services.cases.coordinator import directory_of
 from services.cases.domain import CaseContext, CaseEvent, replay
@@ -29,6 +28,8 @@ from services.cases.domain.model import Case
 from services.htcds.fields import validate
 from services.htcds.mapping import CaseExport, NoStandingError, export_for
 from services.privacy.policy import load_policy as load_data_sharing_policy
+from services.privacy.vault import person_vault
+from services.routing.policy import deployment_policy
 from services.runtime.credentials import AUDITOR_ROLE, database_url
 from services.runtime.database import asyncpg_dsn
 from services.runtime.settings import Settings
@@ -70,7 +71,7 @@ async def case_ids_opened(conn: Any, since: dt.date, until: dt.date) -> list[str
 def context_of(settings: Settings) -> CaseContext:
     """The agency directory and the data-sharing policy the deployment runs with."""
     return CaseContext(
-        agencies=directory_of(load_routing_policy(settings)),
+        agencies=directory_of(deployment_policy(settings)),
         policy=load_case_policy(settings.case_policy_path),
         data_sharing=load_data_sharing_policy(settings.data_sharing_policy_path),
     )

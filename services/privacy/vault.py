@@ -18,7 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from services.privacy.keys import KEY_BYTES, KeyEncryptionKey
+from services.privacy.keys import KEY_BYTES, KeyEncryptionKey, load_kek
+from services.runtime.settings import Settings
 
 
 def case_subject(case_id: str) -> str:
@@ -149,3 +150,10 @@ class PersonVault:
             self._by_subject.popitem(last=False)
         while len(self._by_id) > self._size:
             self._by_id.popitem(last=False)
+
+
+def person_vault(settings: Settings, *, cache_ttl_s: float = 30.0) -> PersonVault:
+    """The person vault over the deployment's key-encryption key (`CASEBRIDGE_KEK`, or the
+    file set-up makes): the audit service seals with it, readers open with it (the auditors'
+    API with no cache, so auditors see an erasure at once)."""
+    return PersonVault(load_kek(secrets_dir=settings.secrets_dir), cache_ttl_s=cache_ttl_s)

@@ -24,10 +24,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from schemas.priorities import MinisterialPriority
+from schemas.registry import EVENT_TYPES
 from schemas.returns import ReturnRequested
 from schemas.sar import SarAlertReceived
 from schemas.vocab import AgencyKind
 from services.privacy.policy import SharingAgreement
+from services.runtime.settings import Settings
 
 AgencyIdStr = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 """Lower-case letters, digits and '-': an agency id names its inbox topic, and Kafka treats
@@ -296,3 +298,9 @@ def opening_owner(opening: object, deliveries: Sequence[str]) -> str:
     if isinstance(opening, ReturnRequested):
         return reporter
     return deliveries[0] if deliveries else reporter
+
+
+def deployment_policy(settings: Settings) -> RoutingPolicy:
+    """The deployment's agency registry and routing rules, checked against the event types
+    CaseBridge knows."""
+    return load_policy(settings.routing_policy_path, known_event_types=EVENT_TYPES)

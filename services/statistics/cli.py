@@ -24,7 +24,7 @@ async def release_once(settings: Settings, *, csv_path: Path | None, publish: bo
     """One release; returns a line saying what was released."""
     import asyncpg
 
-    from services.bootstrap import person_vault
+    from services.privacy.vault import person_vault
     from services.runtime.credentials import AUDITOR_ROLE, database_url
     from services.runtime.database import asyncpg_dsn
 

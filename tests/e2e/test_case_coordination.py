@@ -19,12 +19,13 @@ from aiokafka import ConsumerRecord
 from prometheus_client import REGISTRY
 
 from schemas.topics import rejections_topic
-from services.bootstrap import build, person_vault
+from services.bootstrap import build
 from services.cases.domain import FakeClock
 from services.cases.rebuild import rebuild
 from services.cases.watch import FeedItem, read_feeds
 from services.demo import coordination
 from services.demo.scenario import AgencyMessage, agency_event
+from services.privacy.vault import person_vault
 from services.routing.policy import RoutingPolicy, load_policy
 from services.runtime.credentials import OWNER_ROLE
 from services.runtime.database import asyncpg_dsn

@@ -26,12 +26,12 @@ from schemas.cases import CaseOpened
 from services.audit.api import MemoryQueryRecorder, create_api
 from services.audit.config import SCOPE_PAYLOAD, Auditor, AuditorRegistry, AuditSettings, token_hash
 from services.audit.queries import export_log
-from services.bootstrap import person_vault
 from services.cases import store
 from services.cases.domain import CASE_ADAPTER
 from services.cases.rebuild import rebuild
 from services.demo import coordination
 from services.demo.run import run_demo
+from services.privacy.vault import person_vault
 from services.runtime.credentials import AUDITOR_ROLE, OWNER_ROLE, database_url
 from services.runtime.database import Database, asyncpg_dsn
 from services.runtime.settings import Settings
