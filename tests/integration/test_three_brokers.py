@@ -15,7 +15,8 @@ import os
 import signal
 import time
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -33,6 +34,8 @@ from services.runtime.credentials import (
 )
 from services.runtime.settings import Settings
 from tests.support.stack import Stack, kafka_node_pid
+
+T = TypeVar("T")
 
 pytestmark = [pytest.mark.kafka]
 
@@ -78,6 +81,21 @@ def test_every_topic_has_three_replicas_and_two_in_sync(deployment: Settings) ->
         assert len(meta.topics[t.name].partitions) == t.partitions, t.name
 
 
+async def _once_authorised(send: Callable[[], Awaitable[T]], *, within_s: float = 20.0) -> T:
+    """`send()`, retried while the cluster still refuses it: an ACL just granted reaches the
+    other brokers through the metadata log a moment later, so a fresh grant may be refused by
+    a broker that has not seen it yet (a refusal tested below cannot come from that lag: no
+    grant for it exists at all)."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        try:
+            return await send()
+        except TopicAuthorizationFailedError:
+            if asyncio.get_running_loop().time() >= deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
 async def test_an_agency_produces_and_consumes_and_no_credentials_are_refused(
     deployment: Settings,
 ) -> None:
@@ -87,7 +105,9 @@ async def test_an_agency_produces_and_consumes_and_no_credentials_are_refused(
     producer = _producer(agency)
     await producer.start()
     try:
-        sent = await producer.send_and_wait(ns + inbound_topic(AGENCY), b"{}", key=b"K-1")
+        sent = await _once_authorised(
+            lambda: producer.send_and_wait(ns + inbound_topic(AGENCY), b"{}", key=b"K-1")
+        )
         assert sent.offset >= 0
         # ... but not its inbox (only the router may): the brokers' ACLs hold on every node.
         with pytest.raises(TopicAuthorizationFailedError):
