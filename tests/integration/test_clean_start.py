@@ -17,9 +17,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
 
-import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -30,7 +28,7 @@ from services.access.broker import CLUSTER_DEFAULT, admin_client, deployment_pla
 from services.bootstrap import SERVICES, build_app
 from services.runtime.credentials import kafka_client
 from services.runtime.settings import Settings
-from tests.support.pipeline import Record, audit_rows, publish, wait_for
+from tests.support.pipeline import Record, adult_referral, audit_rows, publish, wait_for
 from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
@@ -60,24 +58,7 @@ def capture() -> Iterator[Capture]:
 
 
 def _referral(run: str) -> Record:
-    case_id = f"CS-{run}"
-    data = {
-        "case_id": case_id,
-        "reporting_agency": "id-police-aht",
-        "referred_at": datetime.now(UTC).isoformat(),
-        "person": {"age_estimate": 30},
-        "type_of_exploitation": ["ForcedLabour"],
-        "location_country": "ID",
-        "consent_to_share": True,
-    }
-    headers = [
-        ("ce_specversion", b"1.0"),
-        ("ce_id", f"{run}-1".encode()),
-        ("ce_source", b"urn:casebridge:agency:id-police-aht:clean-start"),
-        ("ce_type", b"org.casebridge.referral.submitted.v1"),
-        ("content-type", b"application/json"),
-    ]
-    return Record(inbound_topic("id-police-aht"), orjson.dumps(data), case_id.encode(), headers)
+    return adult_referral(f"CS-{run}", f"{run}-1", system="clean-start")
 
 
 def _create_topics_now(settings: Settings) -> None:

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
 
 import asyncpg
-import orjson
 import pytest
 
-from schemas.topics import inbound_topic
 from services.runtime.credentials import AUDITOR_ROLE, database_url
 from services.runtime.database import asyncpg_dsn
 from services.runtime.settings import Settings
-from tests.support.pipeline import Record, ServiceProcess, publish
+from tests.support.pipeline import Record, ServiceProcess, adult_referral, publish
 from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
@@ -31,24 +28,7 @@ DELIVERIES_PER_EVENT = 2  # adult forced labour: the shelter and the labour insp
 
 
 def _event(i: int, run: str) -> Record:
-    case_id = f"CR-{run}-{i:05d}"
-    data = {
-        "case_id": case_id,
-        "reporting_agency": "id-police-aht",
-        "referred_at": datetime.now(UTC).isoformat(),
-        "person": {"age_estimate": 30},
-        "type_of_exploitation": ["ForcedLabour"],
-        "location_country": "ID",
-        "consent_to_share": True,
-    }
-    headers = [
-        ("ce_specversion", b"1.0"),
-        ("ce_id", f"{run}-{i}".encode()),
-        ("ce_source", b"urn:casebridge:agency:id-police-aht:crash-test"),
-        ("ce_type", b"org.casebridge.referral.submitted.v1"),
-        ("content-type", b"application/json"),
-    ]
-    return Record(inbound_topic("id-police-aht"), orjson.dumps(data), case_id.encode(), headers)
+    return adult_referral(f"CR-{run}-{i:05d}", f"{run}-{i}", system="crash-test")
 
 
 async def _counts(conn: asyncpg.Connection, run: str) -> dict[str, int]:

@@ -20,12 +20,10 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -33,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from schemas.topics import inbound_topic
 from services.audit.tree_head import private_key_pem
 from services.runtime.settings import REPO_ROOT
-from tests.support.pipeline import Record, publish
+from tests.support.pipeline import Record, adult_referral, publish
 from tests.support.stack import Stack, free_ports
 
 RULES_DIR = REPO_ROOT / "infra" / "prometheus"
@@ -76,24 +74,7 @@ def test_promtool_refuses_a_broken_rule(tmp_path: Path) -> None:
 
 
 def _referral(run: str) -> Record:
-    case_id = f"PROM-{run}"
-    data = {
-        "case_id": case_id,
-        "reporting_agency": AGENCY,
-        "referred_at": datetime.now(UTC).isoformat(),
-        "person": {"age_estimate": 30},
-        "type_of_exploitation": ["ForcedLabour"],
-        "location_country": "ID",
-        "consent_to_share": True,
-    }
-    headers = [
-        ("ce_specversion", b"1.0"),
-        ("ce_id", f"{run}-1".encode()),
-        ("ce_source", f"urn:casebridge:agency:{AGENCY}:metrics-test".encode()),
-        ("ce_type", b"org.casebridge.referral.submitted.v1"),
-        ("content-type", b"application/json"),
-    ]
-    return Record(inbound_topic(AGENCY), orjson.dumps(data), case_id.encode(), headers)
+    return adult_referral(f"PROM-{run}", f"{run}-1", system="metrics-test", agency=AGENCY)
 
 
 class Processes:

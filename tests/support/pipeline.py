@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import subprocess
 import sys
 import time
@@ -12,9 +13,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncpg
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
-from schemas.topics import agency_of_inbound
+from schemas.topics import agency_of_inbound, inbound_topic
 from services.bootstrap import build_app
 from services.runtime.credentials import AUDITOR_ROLE, OPERATOR, database_url, kafka_client
 from services.runtime.database import asyncpg_dsn
@@ -73,6 +75,30 @@ class Record:
     value: bytes | None
     key: bytes | None = None
     headers: Sequence[tuple[str, bytes]] = ()
+
+
+def adult_referral(
+    case_id: str, event_id: str, *, system: str, agency: str = "id-police-aht"
+) -> Record:
+    """A valid referral of an adult in forced labour, as `agency`'s `system` publishes it: it
+    goes to the shelter and the labour inspectorate (two inbox copies)."""
+    data = {
+        "case_id": case_id,
+        "reporting_agency": agency,
+        "referred_at": dt.datetime.now(dt.UTC).isoformat(),
+        "person": {"age_estimate": 30},
+        "type_of_exploitation": ["ForcedLabour"],
+        "location_country": "ID",
+        "consent_to_share": True,
+    }
+    headers = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", event_id.encode()),
+        ("ce_source", f"urn:casebridge:agency:{agency}:{system}".encode()),
+        ("ce_type", b"org.casebridge.referral.submitted.v1"),
+        ("content-type", b"application/json"),
+    ]
+    return Record(inbound_topic(agency), orjson.dumps(data), case_id.encode(), headers)
 
 
 def principal_for(records: Sequence[Record]) -> str:
