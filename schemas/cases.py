@@ -30,6 +30,13 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from schemas.business import (
+    ForcedLabourIndicator,
+    ForcedLabourReported,
+    Sector,
+    SupplierTier,
+    WorkersAffected,
+)
 from schemas.common import (
     AgencyId,
     CaseId,
@@ -43,6 +50,7 @@ from schemas.common import (
     Token,
     unique_items,
 )
+from schemas.documents import DocumentRequested, DocumentType
 from schemas.priorities import MinisterialPriority
 from schemas.privacy import RequestId
 from schemas.referral import IndicatorHit, VictimReferralSubmitted
@@ -77,6 +85,11 @@ __all__ = [
     "CaseUpdate",
     "ConsentRecorded",
     "DecisionGrounds",
+    "DocumentCollected",
+    "DocumentIssued",
+    "DocumentRefused",
+    "DocumentRequestLinked",
+    "DocumentRequestSettled",
     "DuplicateLinkRemoved",
     "DuplicateReviewed",
     "EscalationRaised",
@@ -88,14 +101,23 @@ __all__ = [
     "HandoverMode",
     "HandoverRequested",
     "HandoverRevoked",
+    "IdentityVerificationFailed",
+    "IdentityVerified",
+    "InspectionOutcome",
+    "InspectionRecorded",
+    "InspectionScheduled",
     "MonitoringVisitRecorded",
     "PermittedPurposeRecorded",
     "PersonalDataErased",
     "PossibleDuplicateFlagged",
     "ReferralAcknowledged",
+    "ReferralLinked",
     "ReintegrationMeasure",
     "ReintegrationPlanned",
     "RejectionReason",
+    "ReportAcknowledged",
+    "ReportAssessed",
+    "ReportAssessment",
     "ReturnArrived",
     "ReturnDeparted",
     "ReturnRiskAssessed",
@@ -149,11 +171,14 @@ Services = Annotated[
 
 
 class CaseKind(StrEnum):
-    """What a case is about: one victim referral, one assisted return, or one SAR incident."""
+    """What a case is about: one victim referral, one assisted return, one SAR incident, one
+    business report of forced-labour indicators, or one identity-document request."""
 
     referral = "referral"
     returns = "return"
     sar = "sar"
+    business_report = "business_report"
+    document_request = "document_request"
 
 
 class CaseState(StrEnum):
@@ -180,9 +205,37 @@ class CaseState(StrEnum):
     persons_rescued = "persons_rescued"
     disembarked = "disembarked"
     concluded = "concluded"
-    # Referrals and returns
+    # Business report of forced-labour indicators (acknowledged and closed are shared)
+    received = "received"
+    assessed = "assessed"
+    inspection_scheduled = "inspection_scheduled"
+    inspected = "inspected"
+    # Identity-document request
+    requested = "requested"
+    identity_verified = "identity_verified"
+    verification_failed = "verification_failed"
+    issued = "issued"
+    refused = "refused"
+    collected = "collected"
+    # Referrals, returns and business reports
     closed = "closed"
     closed_referred = "closed_referred"
+
+
+class ReportAssessment(StrEnum):
+    """The labour inspectorate's reading of a business report."""
+
+    inspection_warranted = "inspection_warranted"
+    insufficient_information = "insufficient_information"
+    outside_mandate = "outside_mandate"
+
+
+class InspectionOutcome(StrEnum):
+    """What an inspection of the reported site found."""
+
+    no_violation_found = "no_violation_found"
+    labour_violations_found = "labour_violations_found"
+    forced_labour_identified = "forced_labour_identified"
 
 
 class HandoverMode(StrEnum):
@@ -226,6 +279,8 @@ class RejectionReason(StrEnum):
     """The receiving agency is not entitled to receive this kind of case."""
     GUARD_FAILED = "GUARD_FAILED"
     """A precondition of the step does not hold (see the message)."""
+    DOCUMENT_REQUEST_OPEN = "DOCUMENT_REQUEST_OPEN"
+    """A return cannot depart while a travel-document request it depends on is open."""
 
 
 # --- Actions -----------------------------------------------------------------------------------
@@ -454,6 +509,79 @@ class MonitoringVisitRecorded(CaseAction):
     psychosocial: Score
 
 
+# Business report of forced-labour indicators (the labour inspectorate acts)
+
+
+class ReportAcknowledged(CaseAction):
+    """The labour inspectorate confirms it has received the business's report."""
+
+    action: Literal["report_acknowledged"] = "report_acknowledged"
+
+
+class ReportAssessed(CaseAction):
+    """The inspectorate's assessment: inspect the site, or not (and then close)."""
+
+    action: Literal["report_assessed"] = "report_assessed"
+    assessment: ReportAssessment
+
+
+class InspectionScheduled(CaseAction):
+    action: Literal["inspection_scheduled"] = "inspection_scheduled"
+    scheduled_for: IsoDate
+
+
+class InspectionRecorded(CaseAction):
+    """The site was inspected. Presumed victims are a count here: each is referred through
+    the referral flow, with ``business_report_id`` naming this report."""
+
+    action: Literal["inspection_recorded"] = "inspection_recorded"
+    inspected_on: IsoDate
+    outcome: InspectionOutcome
+    indicators_confirmed: Annotated[
+        tuple[ForcedLabourIndicator, ...], Field(max_length=11), AfterValidator(unique_items)
+    ] = ()
+    presumed_victims: Annotated[StrictInt, Field(ge=0, le=MAX_PERSONS)] = 0
+
+    @model_validator(mode="after")
+    def _victims_mean_forced_labour(self) -> Self:
+        if self.presumed_victims and self.outcome != InspectionOutcome.forced_labour_identified:
+            raise PydanticCustomError(
+                "outcome_victims",
+                "presumed_victims needs the outcome forced_labour_identified",
+            )
+        return self
+
+
+# Identity-document request (the civil registry acts)
+
+
+class IdentityVerified(CaseAction):
+    action: Literal["identity_verified"] = "identity_verified"
+
+
+class IdentityVerificationFailed(CaseAction):
+    """The registry could not verify the identity; it may verify again with more evidence."""
+
+    action: Literal["identity_verification_failed"] = "identity_verification_failed"
+    reason: Token
+
+
+class DocumentIssued(CaseAction):
+    action: Literal["document_issued"] = "document_issued"
+    valid_until: IsoDate | None = None
+
+
+class DocumentRefused(CaseAction):
+    action: Literal["document_refused"] = "document_refused"
+    reason: Token
+
+
+class DocumentCollected(CaseAction):
+    """The person (or the agency for them) has the document in hand."""
+
+    action: Literal["document_collected"] = "document_collected"
+
+
 # SAR incident (IAMSAR)
 
 
@@ -541,6 +669,31 @@ class DuplicateLinkRemoved(CaseAction):
     other_case_id: CaseId
 
 
+class ReferralLinked(CaseAction):
+    """A referral names this business report (``business_report_id``): it is linked here. The
+    acting agency is the referral's reporter, which must be on the report."""
+
+    action: Literal["referral_linked"] = "referral_linked"
+    referral_case_id: CaseId
+
+
+class DocumentRequestLinked(CaseAction):
+    """A document request names this return (``for_return``): the return now depends on it.
+    The acting agency is the requester, which must have standing on the return."""
+
+    action: Literal["document_request_linked"] = "document_request_linked"
+    request_case_id: CaseId
+    document: DocumentType
+
+
+class DocumentRequestSettled(CaseAction):
+    """The linked document request was collected or refused: it no longer gates departure."""
+
+    action: Literal["document_request_settled"] = "document_request_settled"
+    request_case_id: CaseId
+    collected: StrictBool
+
+
 CaseActionUnion = Annotated[
     ReferralAcknowledged
     | ScreeningRecorded
@@ -572,10 +725,22 @@ CaseActionUnion = Annotated[
     | SarDisembarked
     | SarConcluded
     | DuplicateReviewed
+    | ReportAcknowledged
+    | ReportAssessed
+    | InspectionScheduled
+    | InspectionRecorded
+    | IdentityVerified
+    | IdentityVerificationFailed
+    | DocumentIssued
+    | DocumentRefused
+    | DocumentCollected
     | SitrepReceived
     | FlagPossibleDuplicate
     | PersonalDataErased
-    | DuplicateLinkRemoved,
+    | DuplicateLinkRemoved
+    | ReferralLinked
+    | DocumentRequestLinked
+    | DocumentRequestSettled,
     Field(discriminator="action"),
 ]
 
@@ -584,6 +749,9 @@ INTERNAL_ACTIONS: tuple[type[CaseAction], ...] = (
     FlagPossibleDuplicate,
     PersonalDataErased,
     DuplicateLinkRemoved,
+    ReferralLinked,
+    DocumentRequestLinked,
+    DocumentRequestSettled,
 )
 
 
@@ -597,9 +765,10 @@ def action_type(action: type[CaseAction] | CaseAction) -> str:
 
 
 class CaseOpened(StrictModel):
-    """A case opened by an inbound referral, return request or SAR alert (version 1).
+    """A case opened by an inbound referral, return request, SAR alert, business report or
+    document request (version 1).
 
-    Exactly one of ``referral``, ``return_request``, ``sar_alert`` is set, matching ``kind``;
+    Exactly one of the sources is set, matching ``kind``;
     the agencies CaseBridge chose (routing, child protection) are recorded so that a replay
     needs no directory.
     """
@@ -616,6 +785,10 @@ class CaseOpened(StrictModel):
     referral: VictimReferralSubmitted | None = None
     return_request: ReturnRequested | None = None
     sar_alert: SarAlertReceived | None = None
+    business_report: ForcedLabourReported | None = None
+    document_request: DocumentRequested | None = None
+    reporter: AgencyId | None = None
+    """The business that reported (business reports only): told the status, never a member."""
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
@@ -623,6 +796,8 @@ class CaseOpened(StrictModel):
             CaseKind.referral: self.referral,
             CaseKind.returns: self.return_request,
             CaseKind.sar: self.sar_alert,
+            CaseKind.business_report: self.business_report,
+            CaseKind.document_request: self.document_request,
         }
         if sources[self.kind] is None or sum(s is not None for s in sources.values()) != 1:
             raise PydanticCustomError("opening_source", "exactly the kind's source must be set")
@@ -715,7 +890,8 @@ class CaseUpdate(StrictModel):
     status: CaseStatus
     occurred_at: Timestamp
     withheld: tuple[str, ...] = ()
-    role: Literal["owner", "assigned", "pending", "former"]
+    role: Literal["owner", "assigned", "pending", "former", "reporter"]
+    """``reporter``: the business that reported (it is told its report's status only)."""
     # Operational
     state: CaseState | None = None
     change: str | None = None
@@ -738,6 +914,23 @@ class CaseUpdate(StrictModel):
     persons_rescued: StrictInt | None = None
     persons_disembarked: StrictInt | None = None
     children_reported: StrictBool | None = None
+    site_country: CountryCode | None = None
+    sector: Sector | None = None
+    supplier_tier: SupplierTier | None = None
+    workers_affected: WorkersAffected | None = None
+    report_assessment: ReportAssessment | None = None
+    inspection_scheduled_for: IsoDate | None = None
+    inspection_outcome: InspectionOutcome | None = None
+    document: DocumentType | None = None
+    issuing_country: CountryCode | None = None
+    for_return: CaseId | None = None
+    document_requests_open: tuple[CaseId, ...] = ()
+    """A return's travel-document requests not yet collected or refused."""
+    refusal_reason: str | None = None
+    """Why an identity verification failed or a document was refused (a code)."""
+    presumed_victims: StrictInt | None = None
+    """How many presumed victims an inspection found (a count; each is a referral)."""
+    linked_referrals: tuple[CaseId, ...] | None = None
     # Victim status and protection details
     trafficking_status: TraffickingStatus | None = None
     status_decided_by: DecisionMakingOrg | None = None
@@ -789,6 +982,15 @@ _AGENCY_ACTIONS: tuple[type[CaseAction], ...] = (
     SarDisembarked,
     SarConcluded,
     DuplicateReviewed,
+    ReportAcknowledged,
+    ReportAssessed,
+    InspectionScheduled,
+    InspectionRecorded,
+    IdentityVerified,
+    IdentityVerificationFailed,
+    DocumentIssued,
+    DocumentRefused,
+    DocumentCollected,
 )
 
 EVENT_TYPES: Mapping[str, type[BaseModel]] = {action_type(a): a for a in _AGENCY_ACTIONS}

@@ -52,6 +52,9 @@ class RejectionCode(StrEnum):
     """The (source, id) pair was already processed."""
     PROCESSING_FAILED = "PROCESSING_FAILED"
     """Valid event, but processing failed after bounded retries."""
+    SENDER_NOT_PERMITTED = "SENDER_NOT_PERMITTED"
+    """The sending agency's kind may not publish this event type: only a business reports
+    forced-labour indicators, and a business publishes nothing else."""
     NO_MATCHING_CASE = "NO_MATCHING_CASE"
     """A valid erasure request that names no referral or return case CaseBridge holds."""
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, StrictBool
 
 from schemas.common import (
     MAX_PURPOSE_GRANTS,
+    CaseId,
     CountryCode,
     EventPayload,
     PersonRef,
@@ -84,6 +85,9 @@ class VictimReferralSubmitted(EventPayload):
     ] = ()
     """Purposes recorded at referral for immigration or enforcement agencies (each must be
     one the data-sharing policy permits for that agency's kind, or the event is rejected)."""
+    business_report_id: CaseId | None = None
+    """The business report whose inspection found this person (linked to it; the reporting
+    agency must be on that report, as its labour inspectorate is)."""
 
     def involves_child(self) -> bool:
         """Under 18 on the referral date, age disputed, or age unknown (presumed a child)."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from schemas import cases, referral, returns, sar
+from schemas import business, cases, documents, referral, returns, sar
 from schemas.errors import EventRejected, RejectionCode
 
 __all__ = ["EVENT_TYPES", "FAMILIES", "case_id_of", "validate_payload"]
@@ -20,6 +20,8 @@ FAMILIES: tuple[ModuleType, ...] = (
     referral,
     returns,
     sar,
+    business,
+    documents,
     cases,
 )
 

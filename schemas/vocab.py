@@ -221,6 +221,10 @@ class AgencyKind(StrEnum):
     return_programme = "return_programme"
     embassy = "embassy"
     prosecutor = "prosecutor"
+    civil_registry = "civil_registry"
+    """Issues birth registrations, identity cards and travel documents."""
+    business = "business"
+    """A registered business reporting on its supply chain; sees only its reports' status."""
 
 
 class DataClassification(StrEnum):

@@ -25,6 +25,7 @@ from typing import Any
 from aiokafka import ConsumerRecord
 from structlog.contextvars import bound_contextvars
 
+from schemas.business import ForcedLabourReported
 from schemas.cases import (
     SYSTEM_AGENCY,
     CaseAction,
@@ -34,6 +35,7 @@ from schemas.cases import (
     ScreeningReferralOpened,
     action_type,
 )
+from schemas.documents import DocumentRequested
 from schemas.envelope import decode_kafka_record
 from schemas.errors import EventRejected, RejectionCode
 from schemas.privacy import ErasureRequested
@@ -45,6 +47,7 @@ from schemas.topics import ERASURES
 from schemas.vocab import AgencyKind
 from services.cases import records, store
 from services.cases.domain import (
+    DUPLICATE_KINDS,
     AgencyInfo,
     Case,
     CaseContext,
@@ -54,6 +57,7 @@ from services.cases.domain import (
     decide,
     due_escalations,
     duplicate_flags,
+    link_actions,
 )
 from services.cases.domain.lifecycle.erasure import unlink_actions
 from services.cases.erasure import parse_erasure_request
@@ -69,7 +73,13 @@ from services.runtime.metrics import CASES, OUTBOX_BACKLOG, case_outcomes, escal
 
 log = get_logger("casebridge.cases")
 SERVICE = "cases"
-_OPENINGS = (VictimReferralSubmitted, ReturnRequested, SarAlertReceived)
+_OPENINGS = (
+    VictimReferralSubmitted,
+    ReturnRequested,
+    SarAlertReceived,
+    ForcedLabourReported,
+    DocumentRequested,
+)
 _ACTED = (*_OPENINGS, CaseAction)
 """What acts on a case; other valid events are not the cases service's."""
 
@@ -81,7 +91,14 @@ class _Admitted:
     type: str
     source: str
     id: str
-    message: VictimReferralSubmitted | ReturnRequested | SarAlertReceived | CaseAction
+    message: (
+        VictimReferralSubmitted
+        | ReturnRequested
+        | SarAlertReceived
+        | ForcedLabourReported
+        | DocumentRequested
+        | CaseAction
+    )
 
 
 _ERASURES_SEEN = "casebridge.erasures"
@@ -188,9 +205,13 @@ class CaseCoordinator:
         now = self._clock.now()
         decision = decide(before, message, now=now, ctx=self._ctx, routed_to=routed_to)
         self._record(tx, before, decision, causation=event.id, causation_source=event.source)
-        if decision.accepted and decision.case is not None and before is None:
-            await self._flag_duplicates(
-                tx, decision.case, causation=event.id, causation_source=event.source
+        if decision.accepted and decision.case is not None:
+            if before is None:
+                await self._flag_duplicates(
+                    tx, decision.case, causation=event.id, causation_source=event.source
+                )
+            await self._follow_links(
+                tx, before, decision.case, message, causation=event.id, source=event.source
             )
 
     def _record(
@@ -251,7 +272,7 @@ class CaseCoordinator:
     ) -> None:
         """Possible duplicates (same pseudonymous person key) are flagged on both cases for a
         human to review; cases are never merged."""
-        if case.person_key is None:
+        if case.person_key is None or case.kind not in DUPLICATE_KINDS:
             return
         others = await tx.cases_with_person_key(case.person_key, other_than=case.case_id)
         await tx.lock(others)
@@ -265,6 +286,27 @@ class CaseCoordinator:
                 causation=f"{causation}:{flag.case_id}",
                 causation_source=causation_source,
             )
+
+    async def _follow_links(
+        self,
+        tx: CaseTransaction,
+        before: Case | None,
+        after: Case,
+        message: object,
+        *,
+        causation: str,
+        source: str,
+    ) -> None:
+        """Decide what the change asks of linked cases (`link_actions`), in this transaction.
+        An agency's link that is refused is sent back to it; CaseBridge's own is logged."""
+        for action in link_actions(before, after, message):
+            other = await tx.case(action.case_id)
+            derived = f"{causation}:{action.case_id}"
+            if action.reporting_agency == SYSTEM_AGENCY:
+                self._internal(tx, other, action, derived, causation_source=source)
+                continue
+            decision = decide(other, action, now=self._clock.now(), ctx=self._ctx)
+            self._record(tx, other, decision, causation=derived, causation_source=source)
 
     async def _erasure(self, record: ConsumerRecord[Any, Any]) -> None:
         """Carry out one erasure request in one transaction, or dead-letter it with why."""
@@ -329,7 +371,13 @@ class CaseCoordinator:
         self._internal(tx, before, action, request.request_id)
 
     def _internal(
-        self, tx: CaseTransaction, before: Case | None, action: CaseAction, causation: str
+        self,
+        tx: CaseTransaction,
+        before: Case | None,
+        action: CaseAction,
+        causation: str,
+        *,
+        causation_source: str = _ERASURES_SEEN,
     ) -> Case | None:
         """Decide and record an action CaseBridge takes itself; return the case after it. A
         refusal means there was nothing to do (e.g. erased before): it is logged, never sent
@@ -343,7 +391,7 @@ class CaseCoordinator:
                 reason=str(decision.rejection.reason),
             )
             return before
-        self._record(tx, before, decision, causation=causation, causation_source=_ERASURES_SEEN)
+        self._record(tx, before, decision, causation=causation, causation_source=causation_source)
         return decision.case
 
     async def _dead_letter_now(

@@ -84,7 +84,9 @@ _TIMELINE = """
 SELECT version, event_type, recorded_at,
        coalesce(event ->> 'actor_agency', event #>> '{referral,reporting_agency}',
                 event #>> '{return_request,reporting_agency}',
-                event #>> '{sar_alert,reporting_agency}') AS actor,
+                event #>> '{sar_alert,reporting_agency}',
+                event #>> '{business_report,reporting_agency}',
+                event #>> '{document_request,reporting_agency}') AS actor,
        event ->> 'state' AS state, event #>> '{action,action}' AS action
 FROM case_event WHERE case_id = $1 ORDER BY version"""
 

@@ -26,7 +26,14 @@ import orjson
 from pydantic import ConfigDict, TypeAdapter
 
 from schemas.cases import CaseKind, CaseOpened, TransitionRecorded
-from services.cases.domain import CASE_ADAPTER, Case, CaseEvent, Deadline, recipients
+from services.cases.domain import (
+    CASE_ADAPTER,
+    DUPLICATE_KINDS,
+    Case,
+    CaseEvent,
+    Deadline,
+    recipients,
+)
 from services.privacy.sealing import FieldPath, seal, seal_fields, unseal, unseal_fields
 from services.privacy.vault import DataKey, PersonVault, case_subject
 from services.runtime.kafka import Outgoing
@@ -34,7 +41,11 @@ from services.runtime.kafka import Outgoing
 _EVENT_ADAPTER: TypeAdapter[CaseOpened | TransitionRecorded] = TypeAdapter(
     CaseOpened | TransitionRecorded, config=ConfigDict(hide_input_in_errors=True)
 )
-_EVENT_PERSON: tuple[FieldPath, ...] = (("referral", "person"), ("return_request", "person"))
+_EVENT_PERSON: tuple[FieldPath, ...] = (
+    ("referral", "person"),
+    ("return_request", "person"),
+    ("document_request", "person"),
+)
 _EVENT_PSEUDONYM: tuple[FieldPath, ...] = (("person_key",),)
 _STATE_PERSONAL: tuple[FieldPath, ...] = (("person",), ("person_key",))
 
@@ -83,6 +94,7 @@ def _sealed_event(event: CaseEvent, key: DataKey | None) -> tuple[str, int | Non
     personal = isinstance(event, CaseOpened) and (
         event.referral is not None
         or event.return_request is not None
+        or event.document_request is not None
         or event.person_key is not None
     )
     if key is None or not personal:
@@ -270,10 +282,13 @@ async def save_case(
 
 
 async def cases_with_person_key(conn: Any, person_key: str, *, other_than: str) -> list[str]:
+    """Other cases of the kinds that can be duplicates (`DUPLICATE_KINDS`) with this key."""
     rows = await conn.fetch(
-        "SELECT case_id FROM case_state WHERE person_key = $1 AND case_id <> $2 ORDER BY case_id",
+        "SELECT case_id FROM case_state WHERE person_key = $1 AND case_id <> $2"
+        " AND kind = ANY($3::text[]) ORDER BY case_id",
         person_key,
         other_than,
+        sorted(k.value for k in DUPLICATE_KINDS),
     )
     return [r[0] for r in rows]
 
@@ -281,16 +296,16 @@ async def cases_with_person_key(conn: Any, person_key: str, *, other_than: str) 
 async def cases_to_erase(
     conn: Any, *, case_id: str | None = None, person_key: str | None = None
 ) -> list[str]:
-    """The referral and return cases an erasure request names, in lock order (SAR incidents
-    hold no one's personal data)."""
+    """The cases holding a person an erasure request names, in lock order (SAR incidents and
+    business reports hold no one's personal data)."""
     if (case_id is None) == (person_key is None):
         raise ValueError("name a case id or a person key")
     rows = await conn.fetch(
-        "SELECT case_id FROM case_state WHERE (case_id = $1 OR person_key = $2) AND kind <> $3"
-        " ORDER BY case_id",
+        "SELECT case_id FROM case_state WHERE (case_id = $1 OR person_key = $2)"
+        " AND kind <> ALL($3::text[]) ORDER BY case_id",
         case_id,
         person_key,
-        CaseKind.sar.value,
+        [CaseKind.sar.value, CaseKind.business_report.value],
     )
     return [r[0] for r in rows]
 

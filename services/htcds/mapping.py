@@ -68,6 +68,9 @@ FIELD_CLASSES: Mapping[str, DataClass] = {
 """The data class of every key `htcds_record` can write; a key missing here is withheld from
 every agency (fail closed), and a unit test keeps the two in step."""
 
+_ABOUT_NO_ONE = frozenset({CaseKind.sar, CaseKind.business_report})
+"""Kinds that hold no one's personal data: consent is not theirs to record."""
+
 PersonalData = Literal["included", "withheld", "erased", "none"]
 """``none``: the case is about no one (a SAR incident) or holds no person."""
 
@@ -115,7 +118,7 @@ def htcds_record(case: Case, events: Sequence[CaseEvent]) -> dict[str, Any]:
     if closed is not None and closed.reason is not None:
         record["cas_ReasonForCaseClosure"] = closed.reason
     record |= _outgoing(case, events, closed)
-    if case.kind != CaseKind.sar:
+    if case.kind not in _ABOUT_NO_ONE:
         record["con_Consent"] = case.consent_to_share
     record |= _victim(case, opening)
     record |= _person(case)
@@ -167,7 +170,7 @@ def _class_of(key: str) -> DataClass:
 def _personal_data(
     case: Case, events: Sequence[CaseEvent], withheld: frozenset[DataClass]
 ) -> PersonalData:
-    if case.kind == CaseKind.sar:
+    if case.kind in _ABOUT_NO_ONE:
         return "none"
     if is_erased(events):
         return "erased"
@@ -177,10 +180,18 @@ def _personal_data(
 
 
 def _incoming(opening: CaseOpened) -> dict[str, Any]:
+    """Who opened the case and when (a SAR alert is dated when CaseBridge received it)."""
+    source: str
+    at: dt.datetime
     if opening.referral is not None:
         source, at = opening.referral.reporting_agency, opening.referral.referred_at
     elif opening.return_request is not None:
         source, at = opening.return_request.reporting_agency, opening.return_request.requested_at
+    elif opening.business_report is not None:
+        source, at = opening.business_report.reporting_agency, opening.business_report.reported_at
+    elif opening.document_request is not None:
+        request = opening.document_request
+        source, at = request.reporting_agency, request.requested_at
     else:
         assert opening.sar_alert is not None  # CaseOpened holds exactly one source
         source, at = opening.sar_alert.reporting_agency, opening.occurred_at

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from schemas.business import ForcedLabourReported
 from schemas.common import PurposeGrant
 from schemas.errors import EventRejected, RejectionCode
 from schemas.identity import named_agencies
+from schemas.vocab import AgencyKind
 from services.privacy.policy import DataSharingPolicy
 from services.routing.policy import RoutingPolicy
 
@@ -24,6 +26,7 @@ class Registry:
 
     def check(self, payload: BaseModel) -> None:
         """Raise `EventRejected` naming the first field that fails (never its value)."""
+        self._check_sender(payload)
         for path, agency_id in named_agencies(payload):
             if self._directory.agency(agency_id) is None:
                 raise EventRejected(
@@ -47,6 +50,24 @@ class Registry:
                     f"permitted_purposes[{i}].purpose",
                     "not a purpose the data-sharing policy permits for that agency's kind",
                 )
+
+    def _check_sender(self, payload: BaseModel) -> None:
+        """Only a registered business reports forced-labour indicators, and a business
+        publishes nothing else: it is told its reports' status, it works on no case."""
+        reporter = self._directory.agency(str(getattr(payload, "reporting_agency", "")))
+        is_business = reporter is not None and reporter.kind == AgencyKind.business
+        if isinstance(payload, ForcedLabourReported) == is_business:
+            return
+        message = (
+            "only a registered business reports forced-labour indicators"
+            if isinstance(payload, ForcedLabourReported)
+            else "a business publishes only forced-labour reports"
+        )
+        raise EventRejected(
+            RejectionCode.SENDER_NOT_PERMITTED,
+            message,
+            [{"loc": "reporting_agency", "type": "sender_not_permitted", "msg": message}],
+        )
 
 
 def _purpose_refused(loc: str, message: str) -> EventRejected:

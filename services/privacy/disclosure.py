@@ -15,7 +15,7 @@ from typing import Any, Literal
 from schemas.vocab import AgencyKind
 from services.privacy.policy import CROSS_BORDER_CLASSES, DataClass, DataSharingPolicy
 
-Role = Literal["owner", "assigned", "pending", "former"]
+Role = Literal["owner", "assigned", "pending", "former", "reporter"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +87,10 @@ def _abroad(recipient: Recipient, situation: Situation) -> bool:
 def withheld_fields(
     policy: DataSharingPolicy, document: str, recipient: Recipient, situation: Situation
 ) -> frozenset[str]:
-    """The fields of `document` (see `policy.DOCUMENTS`) the recipient must not be sent."""
+    """The fields of `document` (see `policy.DOCUMENTS`) the recipient must not be sent. A
+    business that reported is sent only `reporter_sees`, whatever else would apply."""
+    if situation.role == "reporter":
+        return policy.content_fields(document) - policy.reporter_sees
     return policy.fields(document, withheld_classes(policy, recipient, situation))
 
 

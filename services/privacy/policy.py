@@ -19,7 +19,9 @@ from typing import Annotated, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from schemas.business import FORCED_LABOUR_REPORTED, ForcedLabourReported
 from schemas.cases import CaseUpdate
+from schemas.documents import DOCUMENT_REQUESTED, DocumentRequested
 from schemas.referral import REFERRAL_SUBMITTED, VictimReferralSubmitted
 from schemas.returns import RETURN_REQUESTED, ReturnRequested
 from schemas.sar import SAR_ALERT, SarAlertReceived
@@ -41,6 +43,8 @@ DOCUMENTS: Mapping[str, tuple[type[BaseModel], frozenset[str]]] = {
     REFERRAL_SUBMITTED: (VictimReferralSubmitted, PAYLOAD_ENVELOPE),
     RETURN_REQUESTED: (ReturnRequested, PAYLOAD_ENVELOPE),
     SAR_ALERT: (SarAlertReceived, PAYLOAD_ENVELOPE),
+    FORCED_LABOUR_REPORTED: (ForcedLabourReported, PAYLOAD_ENVELOPE),
+    DOCUMENT_REQUESTED: (DocumentRequested, PAYLOAD_ENVELOPE),
 }
 """Every document an agency is sent, with the fields outside any class."""
 
@@ -117,6 +121,9 @@ class DataSharingPolicy(_Strict):
     classes: Mapping[DataClass, Mapping[str, frozenset[str]]]
     """Data class -> document -> its fields in that class."""
     sharing_agreements: tuple[SharingAgreement, ...] = ()
+    reporter_sees: frozenset[str]
+    """The case-update fields a business is told of its own report: its status, never what
+    the inspection found about people."""
     retention: Retention
 
     @model_validator(mode="after")
@@ -136,6 +143,11 @@ class DataSharingPolicy(_Strict):
                     f"{document}: classes must partition its fields: listed twice {twice}, "
                     f"unknown {unknown}, unclassified {missing}"
                 )
+        operational = self.classes.get(DataClass.operational, {}).get(CASE_UPDATE, frozenset())
+        lifecycle = self.classes.get(DataClass.referral_lifecycle, {}).get(CASE_UPDATE, frozenset())
+        beyond = sorted(self.reporter_sees - operational - lifecycle)
+        if beyond:
+            problems.append(f"reporter_sees: not operational case-update fields {beyond}")
         names = [a.name for a in self.sharing_agreements]
         problems += [f"agreement {n!r} is named twice" for n in set(names) if names.count(n) > 1]
         for purpose, kinds in self.permitted_purposes.items():
@@ -148,6 +160,12 @@ class DataSharingPolicy(_Strict):
     def fields(self, document: str, classes: frozenset[DataClass]) -> frozenset[str]:
         """The fields of `document` that fall in any of `classes`."""
         return frozenset(f for c in classes for f in self.classes.get(c, {}).get(document, ()))
+
+    def content_fields(self, document: str) -> frozenset[str]:
+        """Every classified field of `document`."""
+        return frozenset(
+            f for per_class in self.classes.values() for f in per_class.get(document, ())
+        )
 
     def purpose_permitted(self, purpose: str, kind: AgencyKind | None) -> bool:
         return kind is not None and kind in self.permitted_purposes.get(purpose, frozenset())

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import orjson
 
 from schemas.common import PurposeGrant
+from schemas.documents import DocumentRequested
 from schemas.referral import VictimReferralSubmitted
 from schemas.returns import ReturnRequested
 from services.privacy.disclosure import Recipient, Role, Situation, minimised, withheld_fields
@@ -54,8 +55,9 @@ def _situation(
     consent = False
     adult_consent: bool | None = True  # returns: voluntariness is confirmed to open one
     purposes: tuple[PurposeGrant, ...] = ()
-    if isinstance(payload, VictimReferralSubmitted | ReturnRequested):
+    if isinstance(payload, VictimReferralSubmitted | ReturnRequested | DocumentRequested):
         consent = payload.consent_to_share
+    if isinstance(payload, VictimReferralSubmitted | ReturnRequested):
         purposes = payload.permitted_purposes
     if isinstance(payload, VictimReferralSubmitted):
         adult_consent = payload.adult_consent

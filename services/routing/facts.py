@@ -8,7 +8,9 @@ from typing import Any
 from aiokafka import ConsumerRecord
 from pydantic import BaseModel
 
+from schemas.business import ForcedLabourReported
 from schemas.cases import ACTION_TYPE_PREFIX
+from schemas.documents import DocumentRequested
 from schemas.envelope import decode_kafka_record
 from schemas.errors import EventRejected, RejectionCode
 from schemas.referral import VictimReferralSubmitted
@@ -72,6 +74,22 @@ def facts_from(event_type: str, payload: BaseModel) -> Facts:
             reporting_agency=reporter,
             country=payload.host_country,
             origin_country=payload.origin_country,
+            on=payload.requested_at.date(),
+        )
+    elif isinstance(payload, ForcedLabourReported):
+        facts = Facts(
+            event_type=event_type,
+            reporting_agency=reporter,
+            country=payload.site.country,
+            on=payload.reported_at.date(),
+        )
+    elif isinstance(payload, DocumentRequested):
+        facts = Facts(
+            event_type=event_type,
+            reporting_agency=reporter,
+            child=payload.involves_child(),
+            country=payload.location_country,
+            origin_country=payload.issuing_country,
             on=payload.requested_at.date(),
         )
     elif isinstance(payload, SarAlertReceived):

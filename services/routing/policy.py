@@ -23,6 +23,7 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from schemas.business import ForcedLabourReported
 from schemas.priorities import MinisterialPriority
 from schemas.registry import EVENT_TYPES
 from schemas.returns import ReturnRequested
@@ -80,7 +81,8 @@ class Targets(_Strict):
     """Agencies of these kinds in the event's country; if it has none, those abroad that a
     sharing agreement covers, else the regional coordinator."""
     origin_kinds: tuple[AgencyKind, ...] = ()
-    """As `kinds`, in the event's country of origin (returns)."""
+    """As `kinds`, in the event's country of origin (a return's home country, a document's
+    issuing country)."""
     kinds_everywhere: tuple[AgencyKind, ...] = ()
     """Agencies of these kinds in every country: for coordination that carries nothing a
     border withholds (neighbouring rescue centres); disclosure still cuts each copy."""
@@ -291,12 +293,16 @@ def route(
 def opening_owner(opening: object, deliveries: Sequence[str]) -> str:
     """Who owns the case an opening event starts: the coordinating RCC of a SAR incident; the
     reporting programme of a return (until the receiving agency accepts on arrival); the most
-    urgent delivery of a referral (the reporting agency when there is none)."""
+    urgent delivery other than the business of a business report; the most urgent delivery of
+    a referral or document request (the reporting agency when there is none)."""
     reporter = str(getattr(opening, "reporting_agency", ""))
     if isinstance(opening, SarAlertReceived):
         return opening.coordinating_rcc
     if isinstance(opening, ReturnRequested):
         return reporter
+    if isinstance(opening, ForcedLabourReported):
+        # Never the business: it is told its report's status, it does not work on it.
+        return next((d for d in deliveries if d != reporter), reporter)
     return deliveries[0] if deliveries else reporter
 
 

@@ -11,49 +11,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 from pathlib import Path
 
-from schemas.topics import STATISTICS_REGIONAL
 from services.runtime.settings import Settings, get_settings
 from services.statistics import feed
-from services.statistics.release import K_ANONYMITY, make_release
+from services.statistics.release import K_ANONYMITY
 
 
 async def release_once(settings: Settings, *, csv_path: Path | None, publish: bool) -> str:
     """One release; returns a line saying what was released."""
-    import asyncpg
-
-    from services.privacy.vault import person_vault
-    from services.runtime.credentials import AUDITOR_ROLE, database_url
-    from services.runtime.database import asyncpg_dsn
-
-    conn = await asyncpg.connect(asyncpg_dsn(database_url(settings, AUDITOR_ROLE)))
-    try:
-        async with conn.transaction(readonly=True):
-            population = await feed.read_population(conn, person_vault(settings))
-    finally:
-        await conn.close()
-    history = feed.load_history(settings)
-    release = make_release(
-        population,
-        previous=feed.from_record(history[-1]) if history else None,
-        earlier=[feed.from_record(r) for r in history[:-1]],
-        made_at=dt.datetime.now(dt.UTC),
-    )
-    record = feed.to_record(release)
-    if csv_path is not None:
-        feed.write_csv(release, csv_path)
-    if publish:
-        await feed.publish(settings, record)
-    if csv_path is not None or publish:
-        feed.save_history(settings, [*history, record])
-    where = [str(csv_path)] if csv_path else []
-    where += [settings.topic_prefix + STATISTICS_REGIONAL.name] if publish else []
+    done = await feed.release_now(settings, csv_path=csv_path, publish=publish)
     return (
-        f"release {record.release_id}: {len(population)} cases, {len(release.cells)} cells "
-        f"published (k = {release.k}), {len(release.withheld)} withheld"
-        + (f" -> {', '.join(where)}" if where else " (dry run: nothing written)")
+        f"release {done.record.release_id}: {done.cases} cases, {len(done.release.cells)} cells "
+        f"published (k = {done.release.k}), {len(done.release.withheld)} withheld"
+        + (
+            f" -> {', '.join(done.written_to)}"
+            if done.written_to
+            else " (dry run: nothing written)"
+        )
     )
 
 

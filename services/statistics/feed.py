@@ -17,6 +17,7 @@ import csv
 import datetime as dt
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,11 @@ from schemas.statistics import STATISTICS_RELEASED, StatisticsCell, StatisticsRe
 from schemas.topics import STATISTICS_REGIONAL
 from services.cases import store
 from services.cases.domain.model import Case
+from services.cases.domain.visibility import case_country
 from services.privacy.vault import PersonVault
 from services.runtime.credentials import kafka_client, service_principal
 from services.runtime.settings import Settings
-from services.statistics.release import DIMENSIONS, CaseFacts, Release
+from services.statistics.release import DIMENSIONS, CaseFacts, Release, make_release
 
 SOURCE = "urn:casebridge:statistics"
 """`ce_source` of the releases."""
@@ -46,19 +48,13 @@ UNKNOWN = "unknown"
 def facts_of(case: Case) -> CaseFacts:
     """What one case contributes: where, when opened, what kind, and how it stands."""
     exploitation, age_band, gender = NOT_APPLICABLE, NOT_APPLICABLE, NOT_APPLICABLE
+    country = case_country(case) or UNKNOWN
     if case.referral is not None:
-        country = case.referral.location_country
         types = case.referral.type_of_exploitation
         exploitation = (
             "not_recorded" if not types else types[0].value if len(types) == 1 else "multiple"
         )
-    elif case.returns is not None:
-        country = case.returns.host_country
-    elif case.sar is not None:
-        country = case.sar.search_region_country
-    else:
-        country = UNKNOWN
-    if case.kind != CaseKind.sar:
+    if case.kind not in (CaseKind.sar, CaseKind.business_report):
         age_band = "minor" if case.child else "adult"
         gender = case.person.gender.value if case.person is not None else UNKNOWN
     return CaseFacts(
@@ -150,7 +146,7 @@ def release_message(record: StatisticsRelease) -> tuple[list[tuple[str, bytes]],
     return encode_binary(envelope, record)
 
 
-async def publish(settings: Settings, record: StatisticsRelease) -> None:
+async def publish_release(settings: Settings, record: StatisticsRelease) -> None:
     """As `casebridge-statistics`, idempotent and acknowledged by every replica."""
     producer = AIOKafkaProducer(
         **kafka_client(settings, PRINCIPAL).aiokafka(), enable_idempotence=True, acks="all"
@@ -169,15 +165,61 @@ __all__ = [
     "DIMENSIONS",
     "PRINCIPAL",
     "SOURCE",
+    "Released",
     "csv_rows",
     "facts_of",
     "from_record",
     "load_history",
-    "publish",
+    "publish_release",
     "read_population",
     "release_message",
+    "release_now",
     "save_history",
     "state_file",
     "to_record",
     "write_csv",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """One release as made: how many cases it counted, the release, and where it went."""
+
+    cases: int
+    release: Release
+    record: StatisticsRelease
+    written_to: tuple[str, ...]
+
+
+async def release_now(settings: Settings, *, csv_path: Path | None, publish: bool) -> Released:
+    """Read the cases (read-only, as the auditor role), make a release against the last ones,
+    write it as CSV and/or publish it; a release written anywhere joins the history."""
+    import asyncpg
+
+    from services.privacy.vault import person_vault
+    from services.runtime.credentials import AUDITOR_ROLE, database_url
+    from services.runtime.database import asyncpg_dsn
+
+    conn = await asyncpg.connect(asyncpg_dsn(database_url(settings, AUDITOR_ROLE)))
+    try:
+        async with conn.transaction(readonly=True):
+            population = await read_population(conn, person_vault(settings))
+    finally:
+        await conn.close()
+    history = load_history(settings)
+    release = make_release(
+        population,
+        previous=from_record(history[-1]) if history else None,
+        earlier=[from_record(r) for r in history[:-1]],
+        made_at=dt.datetime.now(dt.UTC),
+    )
+    record = to_record(release)
+    if csv_path is not None:
+        write_csv(release, csv_path)
+    if publish:
+        await publish_release(settings, record)
+    if csv_path is not None or publish:
+        save_history(settings, [*history, record])
+    where = [str(csv_path)] if csv_path else []
+    where += [settings.topic_prefix + STATISTICS_REGIONAL.name] if publish else []
+    return Released(len(population), release, record, tuple(where))

@@ -1,5 +1,7 @@
 """HTCDS 2.0 export end to end: the demo's coordination cases (a SAR incident, a referral
 handed to a shelter abroad, a return with reintegration monitoring, a handover still waiting)
+and its priority acts (a business report, the referral its inspection led to, a return and
+the travel-document request it waited for)
 played through the real intake, router and cases services on the real broker and database,
 then exported as the auditor: every record conforms to the field list, and each agency gets
 only what the data-sharing policy lets it see of each case. One more referral's person is
@@ -25,7 +27,7 @@ import orjson
 import pytest
 
 from services.cases.erasure import erase
-from services.demo import coordination
+from services.demo import coordination, priorities
 from services.htcds.export import EXIT_NOTHING, EXIT_OK, Selection, export_htcds
 from services.htcds.fields import validate
 from services.runtime.credentials import OWNER_ROLE
@@ -52,7 +54,15 @@ ERASED_PERSON = {
     "gender": "Masculine",
     "nationality": "MM",
 }
-PERSONAL_VALUES = ("Synthetic", "Survivor-D", "Survivor-E", "Survivor-W", "Survivor-X")
+PERSONAL_VALUES = (
+    "Synthetic",
+    "Survivor-D",
+    "Survivor-E",
+    "Survivor-W",
+    "Survivor-X",
+    "Returnee-G",
+    "Worker-F",
+)
 
 
 @dataclass
@@ -82,8 +92,14 @@ class World:
         return f"REF-{self.run}-12"
 
     @property
+    def priority_cases(self) -> priorities.PriorityCases:
+        return priorities.priority_cases_of(self.run)
+
+    @property
     def all_cases(self) -> set[str]:
-        return {self.sar, self.referral, self.returns, self.waiting, self.erased}
+        p = self.priority_cases
+        acts = {p.report, p.inspection_referral, p.returns, p.document}
+        return {self.sar, self.referral, self.returns, self.waiting, self.erased} | acts
 
 
 @pytest.fixture(scope="module")
@@ -101,9 +117,13 @@ async def world(stack: Stack) -> AsyncIterator[World]:
         for m in messages:
             await publish(settings, [Record(m.topic, m.value, m.key, m.headers)])
 
+    before, _, after = priorities.document_request_steps(run)
     try:
         async with running(settings, "intake", "router", "cases"):
             for steps in (
+                priorities.business_report_steps(run),
+                before,
+                after,
                 coordination.sar_steps(run),
                 coordination.referral_steps(run),
                 coordination.return_steps(run),
@@ -175,6 +195,20 @@ async def test_every_demo_case_exports_as_conforming_htcds(world: World) -> None
     assert returned["prs_SecondName"] == "Survivor-E"
     assert exported.of(world.sar)["personal_data"] == "none"
     assert not set(exported.of(world.sar)["htcds"]) & (PERSON_FIELDS | VICTIM_FIELDS)
+    acts = world.priority_cases
+    report = exported.of(acts.report)
+    assert report["personal_data"] == "none"
+    assert report["htcds"]["cas_ReferringOrganisation"] == priorities.BUSINESS
+    assert report["htcds"]["cas_CaseOwner"] == priorities.INSPECTORATE
+    assert report["htcds"]["cas_Status"] == "Closed"
+    assert not set(report["htcds"]) & (PERSON_FIELDS | VICTIM_FIELDS | {"con_Consent"})
+    document = exported.of(acts.document)["htcds"]
+    assert document["cas_CaseOwner"] == priorities.REGISTRY
+    assert document["prs_SecondName"] == "Returnee-G"
+    assert document["cas_Status"] == "Closed"  # collected
+    found = exported.of(acts.inspection_referral)["htcds"]
+    assert found["cas_ReferringOrganisation"] == priorities.INSPECTORATE
+    assert found["vic_TypeOfExploitation"] == ["ForcedLabour"]
 
 
 async def test_the_owning_agency_gets_the_person(world: World) -> None:
@@ -287,7 +321,8 @@ async def test_the_command_writes_json_lines_and_prints_no_personal_value(
     assert {x["case_id"] for x in lines} == world.all_cases
     assert all(validate(x["htcds"]) == [] for x in lines)
     assert "Survivor-D" in output.read_text(), "the export itself holds the person"
-    assert "exported 5 case(s) as HTCDS 2.0 (whole records)" in done.stderr
+    exported = f"exported {len(world.all_cases)} case(s) as HTCDS 2.0 (whole records)"
+    assert exported in done.stderr
     assert not any(v in done.stdout + done.stderr for v in PERSONAL_VALUES)
     nothing = tmp_path / "refused.jsonl"
     refused = command(

@@ -479,7 +479,7 @@ async def test_the_cases_role_runs_the_case_store_and_cannot_touch_the_audit(
         await conn.execute(
             "INSERT INTO case_state (case_id, kind, state, version, owner, person_key,"
             " snapshot, updated_at, agencies)"
-            " VALUES ($1, 'k', 'open', 1, 'id-police-aht', 'pk', $2, $3, '{id-police-aht}')",
+            " VALUES ($1, 'referral', 'open', 1, 'id-police-aht', 'pk', $2, $3, '{id-police-aht}')",
             case_id,
             "{}",
             now,
@@ -489,7 +489,7 @@ async def test_the_cases_role_runs_the_case_store_and_cannot_touch_the_audit(
             " person_key = $6, snapshot = $7, updated_at = $8"
             " WHERE case_id = $1 AND version = $9",
             case_id,
-            "k",
+            "referral",
             "accepted",
             2,
             "id-police-aht",

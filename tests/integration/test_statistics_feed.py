@@ -89,7 +89,7 @@ async def test_the_partner_reads_the_release_and_another_agency_cannot(
         CaseFacts("TH", "2026-11", "referral", "ForcedLabour", "adult", "Masculine", "Active")
     ] * 3
     counted = make_release(population)
-    await feed.publish(deployment, feed.to_record(counted, "r-counted"))
+    await feed.publish_release(deployment, feed.to_record(counted, "r-counted"))
 
     releases = _releases(await _read(deployment, PARTNER))  # positive control
     assert [r.release_id for r in releases][1:] == ["r-counted"]
@@ -112,4 +112,4 @@ async def test_an_agency_cannot_publish_statistics(deployment: Settings) -> None
     finally:
         await producer.stop()
     # Positive control: the statistics job's principal can.
-    await feed.publish(deployment, feed.to_record(make_release([]), "r-empty"))
+    await feed.publish_release(deployment, feed.to_record(make_release([]), "r-empty"))

@@ -32,7 +32,7 @@ from pydantic.fields import FieldInfo
 
 from schemas.common import PersonRef, ShortText
 from schemas.registry import EVENT_TYPES
-from services.demo import coordination
+from services.demo import coordination, priorities
 from services.demo.scenario import AgencyMessage, build_scenario
 
 FREE_TEXT_PATTERN = next(m.pattern for m in get_args(ShortText) if isinstance(m, StringConstraints))
@@ -92,14 +92,22 @@ def _rendered(value: Scalar) -> str:
 
 
 def demo_messages(run: str = "LOGCHECK") -> list[AgencyMessage]:
-    """What `casebridge demo` publishes: the pipeline scenario, then every coordination
-    scenario (each `*_steps` function of `services.demo.coordination`)."""
+    """What `casebridge demo` publishes: the pipeline scenario, every coordination scenario
+    (each `*_steps` function of `services.demo.coordination`), then the priority acts (the
+    business's report, the returnee's document request and her refused departure)."""
     steps = [
         fn
         for name, fn in inspect.getmembers(coordination, inspect.isfunction)
         if name.endswith("_steps") and fn.__module__ == coordination.__name__
     ]
-    return build_scenario(run) + [s.message for fn in steps for s in fn(run)]
+    before, refused, after = priorities.document_request_steps(run)
+    acts = [*priorities.business_report_steps(run), *before, *after]
+    return [
+        *build_scenario(run),
+        *(s.message for fn in steps for s in fn(run)),
+        *(s.message for s in acts),
+        refused,
+    ]
 
 
 def scenario_values(messages: list[AgencyMessage] | None = None) -> list[ScenarioValue]:

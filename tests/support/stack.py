@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -132,6 +133,9 @@ def start_stack() -> Stack:
         # One broker, whatever the caller's shell says.
         for name in ("KAFKA_BROKERS", "KAFKA_PORTS", "KAFKA_CONTROLLER_PORTS"):
             env.pop(name, None)
+        # Every test deploys its own topic prefix on this one broker: a session ends with
+        # thousands of topics, more than a deployment's 512 MB heap holds.
+        env.setdefault("KAFKA_HEAP_OPTS", "-Xms256m -Xmx1g")
         env.update(
             CASEBRIDGE_RUN_DIR=str(run_dir),
             KAFKA_PORT=str(free_port()),
@@ -189,6 +193,10 @@ def kafka_node_pid(stack: Stack, node_id: int) -> int:
 def stop_stack(stack: Stack) -> None:
     if not stack.owned:
         return
+    log = stack.run_dir / "kafka" / "kafka.log"
+    if log.exists() and b"OutOfMemoryError" in log.read_bytes():
+        # Said before the run directory goes: a broker lost mid-session fails every later test.
+        print(f"[stack] the test broker ran out of memory ({log})", file=sys.stderr)
     try:
         subprocess.run(
             [str(STACK_SH), "down"], env=stack.env, check=False, stdout=subprocess.DEVNULL

@@ -12,7 +12,7 @@ import orjson
 import pytest
 import structlog
 
-from services.demo import coordination
+from services.demo import coordination, priorities
 from services.demo.scenario import build_scenario
 from tests.support.scenario_values import ScenarioValue, demo_messages, scenario_values
 
@@ -20,12 +20,15 @@ VALUES = scenario_values()
 
 
 def test_collector_walks_every_message_the_demo_publishes() -> None:
+    document_steps = priorities.document_request_steps("X")
     expected = (
         len(build_scenario("X"))
         + len(coordination.sar_steps("X"))
         + len(coordination.referral_steps("X"))
         + len(coordination.return_steps("X"))
         + len(coordination.waiting_handover_steps("X"))
+        + len(priorities.business_report_steps("X"))
+        + sum(len(part) if isinstance(part, list) else 1 for part in document_steps)
     )
     assert len(demo_messages("X")) == expected
 

@@ -18,7 +18,14 @@ from services.cases.domain.aggregate import (
 from services.cases.domain.clock import Clock, FakeClock, SystemClock
 from services.cases.domain.deadlines import Deadline, deadlines_for, due_escalations, next_due
 from services.cases.domain.invariants import violations
-from services.cases.domain.model import CASE_ADAPTER, STATES, AgencyInfo, Case
+from services.cases.domain.links import link_actions
+from services.cases.domain.model import (
+    CASE_ADAPTER,
+    DUPLICATE_KINDS,
+    STATES,
+    AgencyInfo,
+    Case,
+)
 from services.cases.domain.person_key import normalise_name, person_key
 from services.cases.domain.policy import (
     POLICY_PATH,
@@ -33,6 +40,7 @@ from services.cases.domain.visibility import case_updates, recipients, view_for
 
 __all__ = [
     "CASE_ADAPTER",
+    "DUPLICATE_KINDS",
     "POLICY_PATH",
     "STATES",
     "AgencyInfo",
@@ -55,6 +63,7 @@ __all__ = [
     "decide",
     "due_escalations",
     "duplicate_flags",
+    "link_actions",
     "load_policy",
     "next_due",
     "normalise_name",

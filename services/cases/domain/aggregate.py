@@ -14,6 +14,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
+from schemas.business import FORCED_LABOUR_REPORTED, ForcedLabourReported
 from schemas.cases import (
     SYSTEM_AGENCY,
     CaseAction,
@@ -27,13 +28,16 @@ from schemas.cases import (
     TransitionRejected,
     action_type,
 )
+from schemas.documents import DOCUMENT_REQUESTED, DocumentRequested
 from schemas.referral import REFERRAL_SUBMITTED, VictimReferralSubmitted
 from schemas.returns import RETURN_REQUESTED, ReturnRequested
 from schemas.sar import SAR_ALERT, SarAlertReceived
 from services.cases.domain.lifecycle import TRANSITIONS
 from services.cases.domain.lifecycle.protection import choose_child_protection
 from services.cases.domain.model import (
+    BusinessReportFacts,
     Case,
+    DocumentRequestFacts,
     PermittedPurpose,
     ReferralFacts,
     ReturnFacts,
@@ -45,7 +49,13 @@ from services.cases.domain.person_key import person_key
 from services.cases.domain.transition import CaseContext, FollowUp, Refusal, Transition, Who
 from services.routing.policy import opening_owner
 
-Opening = VictimReferralSubmitted | ReturnRequested | SarAlertReceived
+Opening = (
+    VictimReferralSubmitted
+    | ReturnRequested
+    | SarAlertReceived
+    | ForcedLabourReported
+    | DocumentRequested
+)
 """Inbound events that open a case (a later SAR alert on an open incident is a SITREP)."""
 Message = Opening | CaseAction
 CaseEvent = CaseOpened | TransitionRecorded
@@ -54,6 +64,8 @@ _OPENING_TYPES: dict[type[Opening], str] = {
     VictimReferralSubmitted: REFERRAL_SUBMITTED,
     ReturnRequested: RETURN_REQUESTED,
     SarAlertReceived: SAR_ALERT,
+    ForcedLabourReported: FORCED_LABOUR_REPORTED,
+    DocumentRequested: DOCUMENT_REQUESTED,
 }
 
 
@@ -190,6 +202,8 @@ def _check(
             return Refusal(RejectionReason.NOT_AUTHORISED, "only CaseBridge takes this action")
     elif not case.related(actor):
         return Refusal(RejectionReason.NOT_AUTHORISED, "this agency has no standing on the case")
+    elif actor == case.reporter:
+        return Refusal(RejectionReason.NOT_AUTHORISED, "the business that reported takes no action")
     if action.expected_version is not None and action.expected_version != case.version:
         return Refusal(
             RejectionReason.STALE_VERSION,
@@ -231,20 +245,34 @@ def _open(
     message: Opening, *, now: dt.datetime, ctx: CaseContext, routed_to: Sequence[str]
 ) -> Decision:
     owner = opening_owner(message, routed_to)
+    if isinstance(message, ForcedLabourReported) and owner == message.reporting_agency:
+        refusal = Refusal(RejectionReason.GUARD_FAILED, "no agency was found to act on the report")
+        return _rejected(None, message, FORCED_LABOUR_REPORTED, now, refusal)
+    reporter = None
     others = [a for a in (*routed_to, message.reporting_agency) if a != owner]
     if isinstance(message, SarAlertReceived):
         kind, state, child, country = CaseKind.sar, CaseState.alert_received, False, None
+    elif isinstance(message, ForcedLabourReported):
+        # The business is told its report's status; it never works on the case.
+        kind, state, child, country = CaseKind.business_report, CaseState.received, False, None
+        reporter = message.reporting_agency
+        others = [a for a in routed_to if a not in (owner, reporter)]
     else:
         child = message.involves_child()
         if isinstance(message, VictimReferralSubmitted):
             kind, state, country = CaseKind.referral, CaseState.submitted, message.location_country
+        elif isinstance(message, DocumentRequested):
+            kind, state = CaseKind.document_request, CaseState.requested
+            country = message.location_country
         else:
             kind, state, country = CaseKind.returns, CaseState.pre_departure, message.host_country
     if child:
         chosen = choose_child_protection(ctx.agencies, country=country, members=[owner, *others])
         others += [chosen] if chosen else []
     key = None
-    if ctx.person_key_secret is not None and not isinstance(message, SarAlertReceived):
+    if ctx.person_key_secret is not None and isinstance(
+        message, VictimReferralSubmitted | ReturnRequested | DocumentRequested
+    ):
         key = person_key(message.person, ctx.person_key_secret)
     event = CaseOpened(
         case_id=message.case_id,
@@ -258,6 +286,9 @@ def _open(
         referral=message if isinstance(message, VictimReferralSubmitted) else None,
         return_request=message if isinstance(message, ReturnRequested) else None,
         sar_alert=message if isinstance(message, SarAlertReceived) else None,
+        business_report=message if isinstance(message, ForcedLabourReported) else None,
+        document_request=message if isinstance(message, DocumentRequested) else None,
+        reporter=reporter,
     )
     return Decision(apply(None, event), (event,))
 
@@ -276,6 +307,7 @@ def _opened(event: CaseOpened) -> Case:
         assigned=event.assigned,
         child=event.child,
         person_key=event.person_key,
+        reporter=event.reporter,
     )
     opening = event.referral or event.return_request
     if opening is not None and opening.permitted_purposes:
@@ -322,6 +354,29 @@ def _opened(event: CaseOpened) -> Case:
                 escort_required=q.escort_required,
                 travel_documents_ready=q.travel_document_held,
                 reintegration_needs=q.reintegration_needs,
+            ),
+        )
+    if (b := event.business_report) is not None:
+        return replace(
+            case,
+            business_report=BusinessReportFacts(
+                site_country=b.site.country,
+                sector=b.site.sector,
+                supplier_tier=b.site.supplier_tier,
+                workers_affected=b.workers_affected,
+                indicators=b.indicators,
+            ),
+        )
+    if (d := event.document_request) is not None:
+        return replace(
+            case,
+            consent_to_share=d.consent_to_share,
+            person=d.person,
+            document_request=DocumentRequestFacts(
+                document=d.document,
+                issuing_country=d.issuing_country,
+                location_country=d.location_country,
+                for_return=d.for_return,
             ),
         )
     s = event.sar_alert

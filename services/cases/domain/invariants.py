@@ -34,9 +34,12 @@ def violations(case: Case, agencies: Agencies | None = None) -> list[str]:
         CaseKind.referral: case.referral is not None,
         CaseKind.returns: case.returns is not None,
         CaseKind.sar: case.sar is not None,
+        CaseKind.business_report: case.business_report is not None,
+        CaseKind.document_request: case.document_request is not None,
     }
     need(present == {k: k == case.kind for k in CaseKind}, "facts do not match the kind")
     need(case.owner not in case.assigned, "owner is also assigned")
+    need(case.reporter is None or case.reporter not in case.members, "the reporter is a member")
     need(list(case.assigned) == sorted(set(case.assigned)), "assigned not sorted and unique")
     pending = case.requested_handovers()
     need(len({h.to_agency for h in pending}) == len(pending), "two open requests to one agency")
@@ -70,12 +73,21 @@ def violations(case: Case, agencies: Agencies | None = None) -> list[str]:
             need(t.risk_level != ReturnRiskLevel.high, "departed at high risk")
             need(not t.trafficking_victim or t.risk_level is not None, "departed unassessed")
             need(t.receiving_agency is not None, "departed with no receiving agency")
+            need(not t.open_travel_document_requests(), "departed awaiting a travel document")
         if case.state == CaseState.withdrawn:
             need(t.departed_at is None, "withdrawn after departure")
         if case.state in _AFTER_ARRIVAL:
             need(t.arrived_at is not None, "past arrival without an arrival time")
         if case.state == CaseState.monitoring:
             need(bool(t.monitoring_visits), "monitoring without a visit")
+    if case.business_report is not None:
+        b = case.business_report
+        if case.state in (CaseState.inspected, CaseState.closed) and b.inspected_on is not None:
+            need(b.inspection_outcome is not None, "inspected without an outcome")
+        if case.state == CaseState.inspection_scheduled:
+            need(b.inspection_scheduled_for is not None, "scheduled without a date")
+        if case.state == CaseState.closed:
+            need(not b.presumed_victims or bool(b.linked_referrals), "victims left unreferred")
     if case.sar is not None:
         s = case.sar
         need(0 <= s.persons_disembarked <= s.persons_rescued, "more landed than rescued")

@@ -13,16 +13,20 @@ from enum import StrEnum
 
 from pydantic import TypeAdapter
 
+from schemas.business import IndicatorObserved, Sector, SupplierTier, WorkersAffected
 from schemas.cases import (
     CaseKind,
     CaseState,
     DecisionGrounds,
     HandoverMode,
+    InspectionOutcome,
     ReintegrationMeasure,
+    ReportAssessment,
     ReturnRiskLevel,
     SupportPlanType,
 )
 from schemas.common import PersonRef
+from schemas.documents import DocumentType
 from schemas.referral import IndicatorHit
 from schemas.vocab import (
     AgencyKind,
@@ -86,9 +90,40 @@ STATES: Mapping[CaseKind, frozenset[CaseState]] = {
             CaseState.concluded,
         }
     ),
+    CaseKind.business_report: frozenset(
+        {
+            CaseState.received,
+            CaseState.acknowledged,
+            CaseState.assessed,
+            CaseState.inspection_scheduled,
+            CaseState.inspected,
+            CaseState.closed,
+        }
+    ),
+    CaseKind.document_request: frozenset(
+        {
+            CaseState.requested,
+            CaseState.identity_verified,
+            CaseState.verification_failed,
+            CaseState.issued,
+            CaseState.refused,
+            CaseState.collected,
+        }
+    ),
 }
+DUPLICATE_KINDS: frozenset[CaseKind] = frozenset({CaseKind.referral, CaseKind.returns})
+"""Kinds whose cases sharing a person key are flagged as possible duplicates. A document
+request carries the person key too (an erasure by key reaches it) but is never a duplicate of
+the return or referral it serves."""
 TERMINAL: frozenset[CaseState] = frozenset(
-    {CaseState.closed, CaseState.closed_referred, CaseState.withdrawn, CaseState.concluded}
+    {
+        CaseState.closed,
+        CaseState.closed_referred,
+        CaseState.withdrawn,
+        CaseState.concluded,
+        CaseState.refused,
+        CaseState.collected,
+    }
 )
 VICTIM_STATUSES: frozenset[TraffickingStatus] = frozenset(
     {TraffickingStatus.PossibleVictimOfTrafficking, TraffickingStatus.ActualVictimOfTrafficking}
@@ -189,6 +224,14 @@ class ReturnFacts:
     arrived_at: dt.datetime | None = None
     reintegration_plan: tuple[ReintegrationMeasure, ...] = ()
     monitoring_visits: tuple[MonitoringVisit, ...] = ()
+    document_requests: tuple[LinkedDocumentRequest, ...] = ()
+
+    def open_travel_document_requests(self) -> tuple[str, ...]:
+        return tuple(
+            r.request_case_id
+            for r in self.document_requests
+            if r.open and r.document == DocumentType.travel_document
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,8 +250,45 @@ class SarFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class BusinessReportFacts:
+    site_country: str
+    sector: Sector
+    supplier_tier: SupplierTier
+    workers_affected: WorkersAffected
+    indicators: tuple[IndicatorObserved, ...]
+    assessment: ReportAssessment | None = None
+    inspection_scheduled_for: dt.date | None = None
+    inspected_on: dt.date | None = None
+    inspection_outcome: InspectionOutcome | None = None
+    presumed_victims: int = 0
+    linked_referrals: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentRequestFacts:
+    document: DocumentType
+    issuing_country: str
+    location_country: str
+    for_return: str | None = None
+    refusal_reason: str | None = None
+    """Why the last identity verification failed, or why the document was refused."""
+    valid_until: dt.date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedDocumentRequest:
+    """A document request a return depends on; ``open`` until collected or refused."""
+
+    request_case_id: str
+    document: DocumentType
+    open: bool = True
+    collected: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Case:
-    """One referral, return or SAR incident. ``version`` counts the events folded into it."""
+    """One referral, return, SAR incident, business report or document request. ``version``
+    counts the events folded into it."""
 
     case_id: str
     kind: CaseKind
@@ -232,6 +312,10 @@ class Case:
     referral: ReferralFacts | None = None
     returns: ReturnFacts | None = None
     sar: SarFacts | None = None
+    business_report: BusinessReportFacts | None = None
+    document_request: DocumentRequestFacts | None = None
+    reporter: str | None = None
+    """The business that reported (business reports): told the status, never a member."""
 
     @property
     def status(self) -> CaseStatus:
@@ -258,6 +342,7 @@ class Case:
             agency_id in self.members
             or any(h.to_agency == agency_id for h in self.handovers)
             or (self.returns is not None and self.returns.receiving_agency == agency_id)
+            or agency_id == self.reporter
         )
 
     def has_override_for(self, agency_id: str) -> bool:

@@ -20,7 +20,10 @@ __all__ = ["Role", "case_updates", "recipients", "role_of", "situation_of", "vie
 
 
 def role_of(case: Case, agency_id: str) -> Role:
-    """``pending``: asked to join, or a return's receiving agency before arrival."""
+    """``pending``: asked to join, or a return's receiving agency before arrival;
+    ``reporter``: the business that reported."""
+    if agency_id == case.reporter:
+        return "reporter"
     if agency_id == case.owner:
         return "owner"
     if agency_id in case.assigned:
@@ -39,6 +42,10 @@ def case_country(case: Case) -> str | None:
         return case.referral.location_country
     if case.returns is not None:
         return case.returns.host_country
+    if case.business_report is not None:
+        return case.business_report.site_country
+    if case.document_request is not None:
+        return case.document_request.location_country
     return case.sar.search_region_country if case.sar is not None else None
 
 
@@ -88,6 +95,8 @@ def view_for(
 def recipients(case: Case) -> frozenset[str]:
     """Agencies with a live role on the case: members and pending receivers."""
     candidates = {*case.members, *(h.to_agency for h in case.handovers)}
+    if case.reporter is not None:
+        candidates.add(case.reporter)
     if case.returns is not None and case.returns.receiving_agency is not None:
         candidates.add(case.returns.receiving_agency)
     return frozenset(a for a in candidates if role_of(case, a) != "former")
@@ -104,6 +113,8 @@ def case_updates(
     """One update per agency involved before or after the change, so an agency that was just
     declined, revoked or completed learns it is no longer involved."""
     involved = recipients(after) | (recipients(before) if before else frozenset())
+    if after.reporter is not None and before is not None and before.state == after.state:
+        involved -= {after.reporter}  # a business is told each status of its report, no more
     return [
         view_for(after, agency, change=change, occurred_at=occurred_at, ctx=ctx)
         for agency in sorted(involved)
@@ -113,6 +124,7 @@ def case_updates(
 def _content(case: Case, change: str | None) -> dict[str, Any]:
     """Every content field of CaseUpdate, before need-to-know filtering."""
     ref, ret, sar = case.referral, case.returns, case.sar
+    rep, doc = case.business_report, case.document_request
     return {
         "state": case.state,
         "change": change,
@@ -124,7 +136,9 @@ def _content(case: Case, change: str | None) -> dict[str, Any]:
         "child": case.child,
         "consent_to_share": case.consent_to_share,
         "possible_duplicate_of": case.possible_duplicate_of,
-        "location_country": ref.location_country if ref else None,
+        "location_country": (
+            ref.location_country if ref else doc.location_country if doc else None
+        ),
         "origin_country": ret.origin_country if ret else None,
         "host_country": ret.host_country if ret else None,
         "receiving_agency": ret.receiving_agency if ret else None,
@@ -137,6 +151,20 @@ def _content(case: Case, change: str | None) -> dict[str, Any]:
         "persons_rescued": sar.persons_rescued if sar else None,
         "persons_disembarked": sar.persons_disembarked if sar else None,
         "children_reported": sar.children_reported if sar else None,
+        "site_country": rep.site_country if rep else None,
+        "sector": rep.sector if rep else None,
+        "supplier_tier": rep.supplier_tier if rep else None,
+        "workers_affected": rep.workers_affected if rep else None,
+        "report_assessment": rep.assessment if rep else None,
+        "inspection_scheduled_for": rep.inspection_scheduled_for if rep else None,
+        "inspection_outcome": rep.inspection_outcome if rep else None,
+        "presumed_victims": rep.presumed_victims if rep else None,
+        "linked_referrals": rep.linked_referrals if rep else None,
+        "document": doc.document if doc else None,
+        "issuing_country": doc.issuing_country if doc else None,
+        "for_return": doc.for_return if doc else None,
+        "document_requests_open": ret.open_travel_document_requests() if ret else (),
+        "refusal_reason": doc.refusal_reason if doc else None,
         "trafficking_status": ref.trafficking_status if ref else None,
         "status_decided_by": ref.status_decided_by if ref else None,
         "type_of_exploitation": ref.type_of_exploitation if ref else None,

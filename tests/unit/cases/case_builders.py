@@ -7,8 +7,10 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
+from schemas.business import ForcedLabourReported
 from schemas.cases import CaseAction
 from schemas.common import PersonRef
+from schemas.documents import DocumentRequested, DocumentType
 from schemas.referral import VictimReferralSubmitted
 from schemas.returns import ReturnRequested
 from schemas.sar import SarAlertReceived
@@ -45,6 +47,11 @@ AGENCIES: dict[str, AgencyInfo] = {
         AgencyInfo("rcc-a", AgencyKind.rcc, "ID", fallback="jrcc-hq"),
         AgencyInfo("rcc-b", AgencyKind.rcc, "AU"),
         AgencyInfo("jrcc-hq", AgencyKind.rcc, "ID"),
+        AgencyInfo("li-id", AgencyKind.labour_inspectorate, "ID", fallback="li-id-hq"),
+        AgencyInfo("li-id-hq", AgencyKind.labour_inspectorate, "ID"),
+        AgencyInfo("biz-th", AgencyKind.business, "TH"),
+        AgencyInfo("reg-mm", AgencyKind.civil_registry, "MM", fallback="reg-mm-hq"),
+        AgencyInfo("reg-mm-hq", AgencyKind.civil_registry, "MM"),
     )
 }
 POLICY = load_policy()
@@ -99,6 +106,36 @@ def sar_alert(case_id: str = "sar-1", **changes: Any) -> SarAlertReceived:
         "search_region_country": "ID",
     }
     return SarAlertReceived(**(data | changes))
+
+
+def business_report(case_id: str = "rep-1", **changes: Any) -> ForcedLabourReported:
+    """A business's report of a site in ID (route it to ``li-id``)."""
+    data: dict[str, Any] = {
+        "case_id": case_id,
+        "reporting_agency": "biz-th",
+        "reported_at": T0,
+        "site": {"country": "ID", "sector": "fishing_and_seafood", "supplier_tier": "tier_2"},
+        "indicators": [{"indicator": "debt_bondage", "strength": "strong"}],
+        "workers_affected": "11-50",
+    }
+    return ForcedLabourReported.model_validate(data | changes)
+
+
+def document_request(case_id: str = "doc-1", **changes: Any) -> DocumentRequested:
+    """A travel document asked of MM's registry for the adult of ``return_request``
+    (route it to ``reg-mm``)."""
+    data: dict[str, Any] = {
+        "case_id": case_id,
+        "reporting_agency": "iom-th",
+        "requested_at": T0,
+        "person": ADULT,
+        "document": DocumentType.travel_document,
+        "issuing_country": "MM",
+        "location_country": "TH",
+        "for_return": "ret-1",
+        "consent_to_share": True,
+    }
+    return DocumentRequested(**(data | changes))
 
 
 def act(cls: type[CaseAction], case: Case | str, actor: str, **fields: Any) -> CaseAction:

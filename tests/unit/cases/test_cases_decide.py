@@ -22,6 +22,11 @@ from schemas.cases import (
     CaseKind,
     CaseOpened,
     ConsentRecorded,
+    DocumentCollected,
+    DocumentIssued,
+    DocumentRefused,
+    DocumentRequestLinked,
+    DocumentRequestSettled,
     DuplicateLinkRemoved,
     DuplicateReviewed,
     FitnessToTravelAssessed,
@@ -32,13 +37,20 @@ from schemas.cases import (
     HandoverMode,
     HandoverRequested,
     HandoverRevoked,
+    IdentityVerificationFailed,
+    IdentityVerified,
+    InspectionRecorded,
+    InspectionScheduled,
     MonitoringVisitRecorded,
     PermittedPurposeRecorded,
     PersonalDataErased,
     ReferralAcknowledged,
+    ReferralLinked,
     ReintegrationMeasure,
     ReintegrationPlanned,
     RejectionReason,
+    ReportAcknowledged,
+    ReportAssessed,
     ReturnArrived,
     ReturnDeparted,
     ReturnRiskAssessed,
@@ -62,7 +74,17 @@ from schemas.vocab import CaseStatus, ReintegrationDimension
 from services.cases.domain import CASE_ADAPTER, decide, replay
 from services.cases.domain.lifecycle import TRANSITIONS
 from services.cases.domain.model import STATES, Case
-from tests.unit.cases.case_builders import CTX, T0, Run, act, referral, return_request, sar_alert
+from tests.unit.cases.case_builders import (
+    CTX,
+    T0,
+    Run,
+    act,
+    business_report,
+    document_request,
+    referral,
+    return_request,
+    sar_alert,
+)
 
 FIELDS: dict[type[CaseAction], dict[str, Any]] = {
     ReferralAcknowledged: {},
@@ -113,12 +135,31 @@ FIELDS: dict[type[CaseAction], dict[str, Any]] = {
     FlagPossibleDuplicate: {"other_case_id": "ref-9"},
     PersonalDataErased: {"request_id": "req-1", "reason": "subject_request"},
     DuplicateLinkRemoved: {"other_case_id": "ref-9"},
+    ReportAcknowledged: {},
+    ReportAssessed: {"assessment": "inspection_warranted"},
+    InspectionScheduled: {"scheduled_for": T0.date()},
+    InspectionRecorded: {"inspected_on": T0.date(), "outcome": "no_violation_found"},
+    ReferralLinked: {"referral_case_id": "ref-9"},
+    IdentityVerified: {},
+    IdentityVerificationFailed: {"reason": "no_civil_record"},
+    DocumentIssued: {},
+    DocumentRefused: {"reason": "not_a_national"},
+    DocumentCollected: {},
+    DocumentRequestLinked: {"request_case_id": "doc-9", "document": "travel_document"},
+    DocumentRequestSettled: {"request_case_id": "doc-9", "collected": True},
 }
-SYSTEM_ACTIONS = (FlagPossibleDuplicate, PersonalDataErased, DuplicateLinkRemoved)
+SYSTEM_ACTIONS = (
+    FlagPossibleDuplicate,
+    PersonalDataErased,
+    DuplicateLinkRemoved,
+    DocumentRequestSettled,
+)
 OPENED = {
     CaseKind.referral: Run(referral("c-1"), routed_to=["sw-th"]).case,
     CaseKind.returns: Run(return_request("c-1")).case,
     CaseKind.sar: Run(sar_alert("c-1")).case,
+    CaseKind.business_report: Run(business_report("c-1"), routed_to=["li-id"]).case,
+    CaseKind.document_request: Run(document_request("c-1"), routed_to=["reg-mm"]).case,
 }
 
 

@@ -3,6 +3,9 @@ rules group by ministerial priority for the CLI."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import yaml
 from pydantic import ValidationError
@@ -15,7 +18,7 @@ from services.cases.domain import (
     policy_rules,
     rules_by_priority,
 )
-from services.cases.domain.lifecycle import handshake, protection, referral, returns, sar
+from services.cases.domain.lifecycle import business, handshake, protection, referral, returns, sar
 from tests.unit.cases.case_builders import POLICY
 
 CITED_IN_CODE = {
@@ -29,6 +32,9 @@ CITED_IN_CODE = {
     returns.VOLUNTARY_RETURN,
     sar.RCC_KEEPS_COORDINATION,
     sar.SCREENING_AFTER_DISEMBARKATION,
+    business.INSPECTION_FOLLOWS_ASSESSMENT,
+    business.VICTIMS_REFERRED,
+    returns.DOCUMENT_GATE,
 }
 
 
@@ -75,3 +81,37 @@ def test_rule_ids_are_unique() -> None:
     raw["protection_rules"].append(raw["protection_rules"][0])
     with pytest.raises(ValidationError, match="used twice"):
         parse_policy(yaml.safe_dump(raw))
+
+
+def test_casebridge_rules_lists_the_rules_of_the_remaining_priorities() -> None:
+    """Business reports, identity documents and regional data sharing each have their rules
+    listed under their priority by the command an oversight body runs."""
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "rules"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    sections = {
+        block.splitlines()[0]: block for block in done.stdout.split("\n\n") if block.strip()
+    }
+
+    def rules_under(token: str) -> str:
+        (block,) = [b for heading, b in sections.items() if heading.endswith(f"[{token}]")]
+        return block
+
+    private = rules_under("private-sector-engagement")
+    for rule in (
+        "business-report-to-labour-inspectorate",
+        "business-report-acknowledgement",
+        "business-report-assessment",
+        "business-sees-status-only",
+        "business-report-without-personal-data",
+    ):
+        assert f"- {rule}:" in private
+    civil = rules_under("civil-registration")
+    for rule in ("document-request-to-civil-registry", "travel-document-gates-departure"):
+        assert f"- {rule}:" in civil
+    sharing = rules_under("regional-information-sharing")
+    for rule in ("regional-statistics-k-anonymity", "htcds-export-minimised"):
+        assert f"- {rule}:" in sharing

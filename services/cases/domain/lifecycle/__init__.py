@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from services.cases.domain.lifecycle import (
+    business,
+    documents,
     erasure,
     handshake,
     protection,
@@ -32,4 +34,6 @@ TRANSITIONS: Transitions = _merge(
     sar.TRANSITIONS,
     protection.TRANSITIONS,
     erasure.TRANSITIONS,
+    business.TRANSITIONS,
+    documents.TRANSITIONS,
 )

@@ -29,8 +29,9 @@ from services.cases.domain.transition import (
     guard_failed,
 )
 
-_PERSON_KINDS = frozenset({CaseKind.referral, CaseKind.returns})
-_ANY_STATE = STATES[CaseKind.referral] | STATES[CaseKind.returns]
+_PERSON_KINDS = frozenset({CaseKind.referral, CaseKind.returns, CaseKind.document_request})
+"""Kinds whose cases hold a person (SAR incidents and business reports hold no one)."""
+_ANY_STATE = frozenset().union(*(STATES[kind] for kind in _PERSON_KINDS))
 
 
 def linked_cases(case: Case) -> tuple[str, ...]:

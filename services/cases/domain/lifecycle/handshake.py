@@ -47,8 +47,10 @@ _ANY_STATE = frozenset().union(*STATES.values())
 
 def consent_gate(case: Case, agency_id: str) -> Refusal | None:
     """Personal data reaches another agency only with consent or an override for it. SAR
-    incidents carry no one's personal data, so coordination may always move."""
-    if case.kind == CaseKind.sar or case.may_receive_personal_data(agency_id):
+    incidents and business reports carry no one's personal data, so they may always move."""
+    if case.kind in (CaseKind.sar, CaseKind.business_report) or case.may_receive_personal_data(
+        agency_id
+    ):
         return None
     return refuse(
         RejectionReason.CONSENT_REQUIRED,

@@ -19,6 +19,7 @@ from schemas.cases import (
     TraffickingStatusDecided,
 )
 from schemas.vocab import CaseStatus, TraffickingStatus
+from services.cases.domain.lifecycle.business import close_guard as report_close_guard
 from services.cases.domain.lifecycle.handshake import no_pending_handover
 from services.cases.domain.model import (
     VICTIM_STATUSES,
@@ -136,6 +137,16 @@ def _implement(case: Case, action: AssistanceImplemented, at: dt.datetime) -> Ca
     )
 
 
+def _close_guard(
+    case: Case, action: CaseClosed, ctx: CaseContext, now: dt.datetime
+) -> Refusal | None:
+    if case.kind == CaseKind.business_report:
+        if action.closure != CaseStatus.Closed:
+            return guard_failed("a business report is closed, never closed-referred")
+        return report_close_guard(case) or no_pending_handover(case, action, ctx, now)
+    return no_pending_handover(case, action, ctx, now)
+
+
 def closed_state(case: Case, action: CaseClosed) -> CaseState:
     if action.closure == CaseStatus.ClosedReferred:
         return CaseState.closed_referred
@@ -174,10 +185,11 @@ TRANSITIONS: Transitions = {
         _only_planned,
     ),
     CaseClosed: Transition(
-        frozenset({CaseKind.referral, CaseKind.returns}),
-        open_states(CaseKind.referral, CaseKind.returns) - {CaseState.travel},
+        frozenset({CaseKind.referral, CaseKind.returns, CaseKind.business_report}),
+        open_states(CaseKind.referral, CaseKind.returns, CaseKind.business_report)
+        - {CaseState.travel},
         Who.owner,
         closed_state,
-        guard=no_pending_handover,
+        guard=_close_guard,
     ),
 }

@@ -42,6 +42,7 @@ from services.cases.domain.transition import (
 )
 
 VOLUNTARY_RETURN = "voluntary-return"
+DOCUMENT_GATE = "travel-document-gates-departure"
 _RETURN = frozenset({CaseKind.returns})
 _PRE_DEPARTURE = frozenset({CaseState.pre_departure})
 
@@ -60,6 +61,13 @@ def _departure_guard(
     case: Case, action: ReturnDeparted, ctx: CaseContext, now: dt.datetime
 ) -> Refusal | None:
     f = facts(case)
+    awaited = f.open_travel_document_requests()
+    if awaited:
+        return refuse(
+            RejectionReason.DOCUMENT_REQUEST_OPEN,
+            f"the travel-document request {', '.join(awaited)} is still open: departure waits "
+            f"until it is collected or refused (rule {DOCUMENT_GATE})",
+        )
     problems = []
     if not f.travel_documents_ready:
         problems.append("travel documents are not issued")
