@@ -254,6 +254,12 @@ def return_steps(run: str) -> list[Step]:
     ]
 
 
+def print_step(step: Step, reached: int) -> None:
+    """One line per step played: whether it took effect, the case version, what it was."""
+    mark = "ok " if reached >= step.version_after else "!! "
+    print(f"  {mark} v{reached:<2} {step.message.label}")
+
+
 async def case_version(conn: asyncpg.Connection, case_id: str) -> int:
     version = await conn.fetchval("SELECT version FROM case_state WHERE case_id = $1", case_id)
     return int(version or 0)

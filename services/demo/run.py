@@ -32,7 +32,7 @@ from services.cases.erasure import erase
 from services.cases.rebuild import rebuild
 from services.cases.watch import read_feeds
 from services.console.config import ConsoleSettings
-from services.demo import coordination
+from services.demo import acts, coordination
 from services.demo.console import console_running, print_console
 from services.demo.scenario import AgencyMessage, build_scenario
 from services.privacy.keys import ensure_deployment_keys, load_kek
@@ -140,11 +140,6 @@ async def run_pipeline_part(settings: Settings, conn: asyncpg.Connection, run: s
     return _print_report(messages, rows)
 
 
-def _print_step(step: coordination.Step, reached: int) -> None:
-    mark = "ok " if reached >= step.version_after else "!! "
-    print(f"  {mark} v{reached:<2} {step.message.label}")
-
-
 async def run_coordination_part(settings: Settings, conn: asyncpg.Connection, run: str) -> bool:
     print("\n== Case coordination: SAR incident, victim identification, protection, return ==")
 
@@ -157,7 +152,7 @@ async def run_coordination_part(settings: Settings, conn: asyncpg.Connection, ru
         coordination.referral_steps(run),
         coordination.return_steps(run),
     ):
-        ok &= await coordination.play(steps, send, conn, report=_print_step)
+        ok &= await coordination.play(steps, send, conn, report=coordination.print_step)
     cases = coordination.cases_of(run)
     mine = {cases.sar, cases.referral, cases.returns}
     agencies = [a.id for a in deployment_policy(settings).agencies]
@@ -175,6 +170,19 @@ async def run_coordination_part(settings: Settings, conn: asyncpg.Connection, ru
         + ("" if report.ok else f"; differing {report.differing}")
     )
     return ok and report.ok
+
+
+async def run_priority_acts(settings: Settings, conn: asyncpg.Connection, run: str) -> bool:
+    """The remaining priorities, an act each: a business's report of forced labour, a
+    returnee's travel document gating her departure, a regional statistics release."""
+
+    async def send(messages: Sequence[AgencyMessage]) -> None:
+        await publish(settings, messages)
+
+    ok = await acts.business_report_act(settings, conn, run, send)
+    ok &= await acts.document_act(settings, conn, run, send)
+    ok &= await acts.statistics_act(settings)
+    return ok
 
 
 async def run_erasure_part(settings: Settings, conn: asyncpg.Connection, run: str) -> bool:
@@ -294,6 +302,7 @@ async def run_demo(
             try:
                 ok = await run_pipeline_part(settings, conn, run)
                 ok &= await run_coordination_part(settings, conn, run)
+                ok &= await run_priority_acts(settings, conn, run)
                 ok &= await run_erasure_part(settings, conn, run)
                 console = await console_stack.enter_async_context(
                     console_running(
