@@ -102,6 +102,11 @@ from services.runtime.credentials import (
 )
 from services.runtime.database import Database
 from services.runtime.logging import get_logger
+from services.runtime.problems import (
+    ProblemError,
+    problem_response,
+    problem_responses,
+)
 from services.runtime.settings import Settings
 
 __all__ = [
@@ -116,12 +121,10 @@ __all__ = [
 
 log = get_logger("casebridge.audit.api")
 
-PROBLEM_JSON = "application/problem+json"
 NDJSON = "application/x-ndjson"
 AUDIT_QUERIES_TOPIC = "casebridge.audit.queries"
 QUERY_EVENT_TYPE = "org.casebridge.audit.query.v1"
 QUERY_SOURCE = "urn:casebridge:audit-api"
-_PROBLEM_BASE = "https://casebridge.example/problems/"
 _TEXT = r"^[^\x00-\x1f\x7f]+$"
 """Identifiers in parameters: no control characters (PostgreSQL text cannot hold NUL)."""
 _MAX_PARAMS = 32
@@ -129,65 +132,6 @@ _MAX_PARAM_CHARS = 512
 
 
 # --- problem details (RFC 9457) --------------------------------------------------------------
-
-
-class ProblemError(Exception):
-    """An error answered as `application/problem+json`."""
-
-    def __init__(
-        self,
-        status: int,
-        title: str,
-        detail: str,
-        *,
-        kind: str | None = None,
-        headers: dict[str, str] | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.title = title
-        self.detail = detail
-        self.type = _PROBLEM_BASE + kind if kind else "about:blank"
-        self.headers = headers or {}
-        self.extra = extra or {}
-
-
-def _problem_response(request: Request, problem: ProblemError) -> Response:
-    body: dict[str, Any] = {
-        "type": problem.type,
-        "title": problem.title,
-        "status": problem.status,
-        "detail": problem.detail,
-        "instance": request.url.path,
-        **problem.extra,
-    }
-    return Response(
-        orjson.dumps(body),
-        status_code=problem.status,
-        media_type=PROBLEM_JSON,
-        headers=problem.headers,
-    )
-
-
-class ProblemOut(BaseModel):
-    """RFC 9457 problem details."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    instance: str
-    invalid_params: list[dict[str, str]] | None = Field(
-        default=None, description="For 400: which parameters were rejected and why."
-    )
-
-
-def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {
-        s: {"model": ProblemOut, "content": {PROBLEM_JSON: {}}, "description": "Problem details"}
-        for s in statuses
-    }
 
 
 # --- response models (the OpenAPI contract; handlers serialise with orjson) ------------------
@@ -583,7 +527,7 @@ def create_api(
 
     @app.exception_handler(ProblemError)
     async def _on_problem(request: Request, exc: ProblemError) -> Response:
-        return _problem_response(request, exc)
+        return problem_response(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _on_invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -599,7 +543,7 @@ def create_api(
             kind="invalid-parameters",
             extra={"invalid_params": invalid},
         )
-        return _problem_response(request, problem)
+        return problem_response(request, problem)
 
     @app.exception_handler(StarletteHTTPException)
     async def _on_http(request: Request, exc: StarletteHTTPException) -> Response:
@@ -610,7 +554,7 @@ def create_api(
             str(exc.detail),
             headers=dict(exc.headers or {}),
         )
-        return _problem_response(request, problem)
+        return problem_response(request, problem)
 
     @app.exception_handler(LogIntegrityError)
     async def _on_integrity(request: Request, exc: LogIntegrityError) -> Response:
@@ -622,7 +566,7 @@ def create_api(
             kind="log-integrity",
             extra={"seq": exc.seq},
         )
-        return _problem_response(request, problem)
+        return problem_response(request, problem)
 
     @app.exception_handler(KeyUnavailableError)
     async def _on_key(request: Request, exc: KeyUnavailableError) -> Response:
@@ -634,7 +578,7 @@ def create_api(
             "a payload's data key does not open with this deployment's key-encryption key",
             kind="key-unavailable",
         )
-        return _problem_response(request, problem)
+        return problem_response(request, problem)
 
     @app.exception_handler(Exception)
     async def _on_error(request: Request, exc: Exception) -> Response:
@@ -660,9 +604,9 @@ def create_api(
             problem = ProblemError(
                 500, "Internal Server Error", "unexpected error", kind="internal"
             )
-        return _problem_response(request, problem)
+        return problem_response(request, problem)
 
-    common = _problems(400, 401, 403, 503)
+    common = problem_responses(400, 401, 403, 503)
 
     @app.get(
         "/v1/events",
@@ -714,7 +658,7 @@ def create_api(
     @app.get(
         "/v1/events/{seq}",
         response_model=EventWithProof,
-        responses=_problems(400, 401, 403, 404, 409, 503),
+        responses=problem_responses(400, 401, 403, 404, 409, 503),
         summary="One record, with its inclusion proof if asked",
     )
     async def event(
@@ -748,7 +692,7 @@ def create_api(
     @app.get(
         "/v1/tree-heads/latest",
         response_model=TreeHeadOut,
-        responses=_problems(401, 403, 404, 503),
+        responses=problem_responses(401, 403, 404, 503),
         summary="The latest signed tree head",
     )
     async def latest(_: Annotated[Auditor, auth]) -> Response:
@@ -794,7 +738,7 @@ def create_api(
     @app.get(
         "/v1/proofs/consistency",
         response_model=ConsistencyProofOut,
-        responses=_problems(400, 401, 403, 409, 503),
+        responses=problem_responses(400, 401, 403, 409, 503),
         summary="Proof that the tree of size `first` is a prefix of the tree of size `second`",
     )
     async def consistency(
@@ -824,7 +768,7 @@ def create_api(
         "/v1/cases/{case_id}/export",
         responses={
             200: {"content": {NDJSON: {}}, "description": "One record (EventOut) per line"},
-            **_problems(400, 401, 403, 404, 503),
+            **problem_responses(400, 401, 403, 404, 503),
         },
         response_class=StreamingResponse,
         summary="A case's whole history as JSON Lines, in seq order",

@@ -25,7 +25,8 @@ from pydantic import BaseModel, Field
 from services.cases.reads import CaseSummary
 from services.console.accounts import User
 from services.console.casework import CaseView, Casework
-from services.console.web import Identity, ProblemError, bearer_token, problem_responses
+from services.console.web import Identity, bearer_token
+from services.runtime.problems import ProblemError, problem_responses
 
 _ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,10})"?\s*$')
 

@@ -12,7 +12,8 @@ from services.console.activity import ActivityLog
 from services.console.auditing import SEARCH_FIELDS, AuditClient, AuditUnavailableError
 from services.console.casework import UnrecordedError, activity_of, record_activity
 from services.console.pages import TEMPLATES, PageSession
-from services.console.web import Identity, ProblemError
+from services.console.web import Identity
+from services.runtime.problems import ProblemError
 
 _MAX_FILTER = 128
 

@@ -25,7 +25,8 @@ from services.console.casework import (
     UnrecordedError,
 )
 from services.console.config import ConsoleSettings
-from services.console.web import SESSION_COOKIE, Identity, ProblemError, as_problem
+from services.console.web import SESSION_COOKIE, Identity, as_problem
+from services.runtime.problems import ProblemError
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 PageSession = tuple[str, User, str] | None

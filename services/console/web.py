@@ -1,9 +1,8 @@
 """HTTP plumbing shared by the console's pages and its JSON API: who is signed in, and how
 refusals are answered (RFC 9457 problem details for the API)."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
-import orjson
 from fastapi import Cookie, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -22,46 +21,9 @@ from services.console.casework import (
     activity_of,
     record_activity,
 )
+from services.runtime.problems import ProblemError, problem_response
 
-PROBLEM_JSON = "application/problem+json"
 SESSION_COOKIE = "casebridge_session"
-_PROBLEM_BASE = "https://casebridge.example/problems/"
-
-
-class ProblemError(Exception):
-    def __init__(
-        self,
-        status: int,
-        title: str,
-        detail: str,
-        *,
-        headers: dict[str, str] | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.status, self.title, self.detail = status, title, detail
-        self.headers = headers or {}
-        self.extra = extra or {}
-
-
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {
-        s: {"content": {PROBLEM_JSON: {}}, "description": "ProblemError details"} for s in statuses
-    }
-
-
-def _answer(request: Request, problem: ProblemError) -> Response:
-    body = {
-        "type": _PROBLEM_BASE + problem.title.lower().replace(" ", "-"),
-        "title": problem.title,
-        "status": problem.status,
-        "detail": problem.detail,
-        "instance": request.url.path,
-        **problem.extra,
-    }
-    return Response(
-        orjson.dumps(body), problem.status, headers=problem.headers, media_type=PROBLEM_JSON
-    )
 
 
 def as_problem(exc: Exception) -> ProblemError:
@@ -95,10 +57,10 @@ def as_problem(exc: Exception) -> ProblemError:
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> Response:
-        return _answer(request, exc)
+        return problem_response(request, exc)
 
     async def _refused(request: Request, exc: Exception) -> Response:
-        return _answer(request, as_problem(exc))
+        return problem_response(request, as_problem(exc))
 
     for kind in (
         NotFoundError,
@@ -117,7 +79,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             for e in exc.errors()
         ]
         detail = "; ".join(f"{i['name']}: {i['reason']}" for i in invalid)
-        return _answer(
+        return problem_response(
             request, ProblemError(422, "Invalid request", detail, extra={"invalid_params": invalid})
         )
 
