@@ -421,10 +421,11 @@ async def handle_batch(
     Returns (the batch is committed) once every record has had its effect or been quarantined.
     An infrastructure failure (`services.runtime.failures`) pauses `pause_s` and re-raises: the
     batch is fetched again, nothing moves on. Any other failure is retried `attempts` times in
-    all, then the batch is isolated: each record is processed alone, in order (so a case's
-    records keep their order), and one that still fails is quarantined, as
-    PROCESSING_FAILED or, if it raised `EventRejected`, with that reason. Without `quarantine`
-    the batch is retried until it succeeds, as for an infrastructure failure.
+    all, then the batch is isolated: halved, each half processed in order (so a case's records
+    keep their order), a half that fails halved again, down to the record that fails alone,
+    which is quarantined as PROCESSING_FAILED or, if it raised `EventRejected`, with that
+    reason. A poison record costs a few transactions, not one per record of its batch. Without
+    `quarantine` the batch is retried until it succeeds, as for an infrastructure failure.
     """
     records = batch_of(message)
     failure = await _attempt(process, records, service=service, pause_s=pause_s, times=attempts)
@@ -443,10 +444,28 @@ async def handle_batch(
         await _set_aside(quarantine, records[0], failure, service=service, pause_s=pause_s)
         return
     _log.warning("isolating the record that fails its batch", service=service, records=len(records))
-    for record in records:
-        failure = await _attempt(process, (record,), service=service, pause_s=pause_s, times=1)
-        if failure is not None:
-            await _set_aside(quarantine, record, failure, service=service, pause_s=pause_s)
+    await _isolate(process, records, failure, quarantine, service=service, pause_s=pause_s)
+
+
+async def _isolate(
+    process: Process,
+    records: Sequence[ConsumerRecord[Any, Any]],
+    failure: Exception,
+    quarantine: Quarantine,
+    *,
+    service: str,
+    pause_s: float,
+) -> None:
+    """`records` fail together: process each half in order, and halve again the one that
+    fails, until the record that fails alone is set aside."""
+    if len(records) == 1:
+        await _set_aside(quarantine, records[0], failure, service=service, pause_s=pause_s)
+        return
+    middle = len(records) // 2
+    for part in (records[:middle], records[middle:]):
+        failed = await _attempt(process, part, service=service, pause_s=pause_s, times=1)
+        if failed is not None:
+            await _isolate(process, part, failed, quarantine, service=service, pause_s=pause_s)
 
 
 async def _attempt(

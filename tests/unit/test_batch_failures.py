@@ -138,7 +138,7 @@ async def test_a_record_that_keeps_failing_is_isolated_and_dead_lettered() -> No
     service = Service(fail_on={2: ValueError("bug")})
     await run(service, record(0), record(1), record(2), record(3), attempts=3)
     assert service.calls[:3] == [[0, 1, 2, 3]] * 3, "the batch is tried `attempts` times"
-    assert service.calls[3:] == [[0], [1], [2], [3]], "then each record alone, in order"
+    assert service.calls[3:] == [[0, 1], [2, 3], [2], [3]], "then halves, in order"
     assert service.quarantined == [(2, RejectionCode.PROCESSING_FAILED)]
     assert service.done[-3:] == [0, 1, 3], "the others have their effect, in order"
 
@@ -162,8 +162,8 @@ async def test_a_bad_record_raised_out_of_process_is_set_aside_with_its_reason_a
     rejected = EventRejected(RejectionCode.UNKNOWN_TYPE, "unknown event type")
     service = Service(fail_on={1: rejected})
     await run(service, record(0), record(1), record(2), attempts=3)
-    assert service.calls == [[0, 1, 2], [0], [1], [2]], (
-        "a record that does not parse is not retried"
+    assert service.calls == [[0, 1, 2], [0], [1, 2], [1], [2]], (
+        "a record that does not parse is not retried; halves find it"
     )
     assert service.quarantined == [(1, RejectionCode.UNKNOWN_TYPE)]
 
@@ -215,3 +215,19 @@ async def test_faststream_parses_a_batch_whose_headers_are_not_text() -> None:
     assert parsed.raw_message[0].headers == tuple(odd)
     assert parsed.reply_to == ""
     assert parsed.headers == {}
+
+
+async def test_isolation_costs_a_few_calls_per_bad_record_not_one_per_record() -> None:
+    """Two poison records in a batch of 64: found by halving (at most 2 log2(64) calls each),
+    the other 62 each have their effect once the isolation is done, in order."""
+    service = Service(fail_on={9: ValueError("bug"), 40: ValueError("bug")})
+    await run(service, *(record(i) for i in range(64)), attempts=1)
+    isolation = service.calls[1:]
+    assert len(isolation) <= 2 * 2 * 6
+    assert service.quarantined == [
+        (9, RejectionCode.PROCESSING_FAILED),
+        (40, RejectionCode.PROCESSING_FAILED),
+    ]
+    # Every record but the two had its effect in a call that succeeded, in offset order.
+    succeeded = [c for c in isolation if 9 not in c and 40 not in c]
+    assert [o for c in succeeded for o in c] == [i for i in range(64) if i not in (9, 40)]
