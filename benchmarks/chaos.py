@@ -36,8 +36,8 @@ What each recipe does (fault times are fractions of the records published):
  6. Oversized (over 256 KiB), not-JSON and schema-invalid records: a dead letter with the
     reason, and no partial write (no first sighting in intake's table, no case).
  7. 2 % of the events sent 2-10 times in all, some right after, some thousands of records
-    later, half of the repeats on another partition: one effect, and a DUPLICATE_EVENT dead
-    letter per repeat.
+    later (half of them on another partition, when agency topics have more than one): one
+    effect, and a DUPLICATE_EVENT dead letter per repeat.
  8. Referral cases whose owner acts before the referral exists (refused UNKNOWN_CASE), then
     the referral, then a status decision before screening (INVALID_TRANSITION), an
     acknowledgement and a screening with the right expected versions, and an acknowledgement

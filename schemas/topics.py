@@ -41,7 +41,12 @@ __all__ = [
 ]
 
 CASE_KEY = "case id (UTF-8), so one case's events stay in order on one partition"
-PER_AGENCY_PARTITIONS = 6
+PER_AGENCY_PARTITIONS = 1
+"""Partitions of each agency topic. One: an agency's stream is small (one partition carries
+thousands of events a second), while every consumer that reads all agencies' topics (intake,
+audit) pays for each partition in every fetch. With 22 agencies, going from 6 to 1 raised
+`make bench` throughput by a third (README, Benchmark). Parallelism comes from the number of
+agencies; raising it for one busy agency is a topic change (docs/scaling.md)."""
 
 
 @dataclass(frozen=True, slots=True)
