@@ -389,9 +389,10 @@ def repeats(messages: Sequence[Msg], *, share: float, rng: random.Random) -> lis
     """Recipe 7: the same event sent 2-10 times in all, later in the stream (some right after,
     some thousands of records later), half of the repeats on another partition of the
     agency's topic (same key, explicit partition) when it has more than one (agency topics
-    have one today, `PER_AGENCY_PARTITIONS`, so every repeat follows on the same one). Only openings without follow-ups are
-    repeated: intake keeps the first sighting by position, and a copy on another partition
-    that wins could otherwise overtake the case's own later records."""
+    have one today, `PER_AGENCY_PARTITIONS`, so every repeat follows on the same one). Only
+    openings without follow-ups are repeated: intake keeps the first sighting by position,
+    and a copy on another partition that wins could otherwise overtake the case's own later
+    records."""
     busy = with_follow_ups(messages)
     candidates = [
         (i, m) for i, m in enumerate(messages) if m.label != "action" and m.key.decode() not in busy
