@@ -146,6 +146,7 @@ class Fleet:
         number = len(self.instances.get(service, [])) + 1
         env = service_env(self.settings)
         env["PYTHONPATH"] = str(REPO_ROOT)
+        env["CASEBRIDGE_INSTANCE"] = f"{service}-{number}"  # kept across its restarts
         instance = Instance(
             service,
             number,

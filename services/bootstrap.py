@@ -56,7 +56,7 @@ from services.runtime.health import (
     broker_check,
     database_check,
 )
-from services.runtime.kafka import KafkaPublisher, await_topics, create_broker
+from services.runtime.kafka import KafkaPublisher, await_topics, consumer_group, create_broker
 from services.runtime.logging import configure_logging
 from services.runtime.metrics import CountingPublisher, middleware, sample_consumer_lag
 from services.runtime.settings import Settings, get_settings
@@ -116,7 +116,11 @@ def wire(settings: Settings, services: Iterable[str], *, clock: Clock | None = N
     sharing = load_data_sharing_policy(settings.data_sharing_policy_path)
     wired: dict[str, ServiceWiring] = {}
 
-    def connect(name: str, *, database: bool, publishes: bool = True) -> ServiceWiring:
+    def connect(
+        name: str, *, database: bool, publishes: bool = True, transforms: bool = False
+    ) -> ServiceWiring:
+        """`transforms`: every record it publishes is made from records it consumed, so it
+        publishes them in a transaction with their offsets (`KafkaPublisher`)."""
         client = kafka_client(settings, service_principal(name))
         broker = create_broker(client, client_id=client.username, logger=logger)
         broker.add_middleware(middleware(name))
@@ -124,7 +128,11 @@ def wire(settings: Settings, services: Iterable[str], *, clock: Clock | None = N
             name=name,
             client=client,
             broker=broker,
-            publisher=KafkaPublisher(settings, client) if publishes else None,
+            publisher=KafkaPublisher(
+                settings, client, group_id=consumer_group(settings, name) if transforms else None
+            )
+            if publishes
+            else None,
             db=Database(database_url(settings, service_role(name))) if database else None,
         )
         wired[name] = service
@@ -134,7 +142,7 @@ def wire(settings: Settings, services: Iterable[str], *, clock: Clock | None = N
         service.broker.include_router(router)
 
     if "intake" in wanted:
-        s = connect("intake", database=True)
+        s = connect("intake", database=True, transforms=True)
         assert s.db is not None
         intake = Intake(
             s.counting_publisher(),
@@ -144,14 +152,14 @@ def wire(settings: Settings, services: Iterable[str], *, clock: Clock | None = N
         )
         include(s, intake_router(intake, settings))
     if "router" in wanted:
-        s = connect("router", database=False)
+        s = connect("router", database=False, transforms=True)
         include(s, router_router(Router(s.counting_publisher(), policy, sharing), settings))
     audit_log = None
     if "audit" in wanted:
         s = connect("audit", database=True, publishes=False)
         assert s.db is not None
         audit_log = AuditLog(
-            s.db, person_vault(settings), consumer=f"{settings.group_prefix}.audit"
+            s.db, person_vault(settings), consumer=consumer_group(settings, "audit")
         )
         recorder = AuditRecorder(audit_log, topic_prefix=settings.topic_prefix)
         include(s, audit_router(recorder, settings))

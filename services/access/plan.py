@@ -60,6 +60,7 @@ KEEP_FOREVER = -1
 class Resource(StrEnum):
     TOPIC = "TOPIC"
     GROUP = "GROUP"
+    TRANSACTIONAL_ID = "TRANSACTIONAL_ID"
 
 
 class Operation(StrEnum):
@@ -149,6 +150,18 @@ def plan_access(
         principal = service_principal(name)
         if name in ("intake", "router", "cases", "audit"):
             group(principal, f"{group_prefix}.{name}")
+        if name in ("intake", "router"):
+            # Consume-transform-produce in transactions: ids <group>.<instance>, this service's
+            # alone (Write implies Describe).
+            grants.append(
+                Grant(
+                    principal,
+                    Resource.TRANSACTIONAL_ID,
+                    f"{group_prefix}.{name}.",
+                    Operation.WRITE,
+                    prefixed=True,
+                )
+            )
         return principal
 
     intake = service("intake")

@@ -79,13 +79,13 @@ class Intake:
                     "an event with this source and id was already accepted",
                 )
                 outgoing.extend(self._reject(record, duplicate, event.agency))
-        await self._publisher.publish_all(outgoing)
+        await self._publisher.publish_all(outgoing, consumed=records)
         log.debug("batch screened", records=len(records), accepted=sum(first))
 
     async def quarantine(self, record: ConsumerRecord[Any, Any], error: EventRejected) -> None:
         """Reject a record the batch runner set aside (it kept failing), as any rejection."""
         agency = agency_of_inbound(record.topic.removeprefix(self._prefix))
-        await self._publisher.publish_all(self._reject(record, error, agency))
+        await self._publisher.publish_all(self._reject(record, error, agency), consumed=[record])
 
     @staticmethod
     def _reject(

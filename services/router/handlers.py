@@ -68,11 +68,13 @@ class Router:
                 case_id=opening.case_id,
                 policy_version=f"{self._policy.version}+{self._sharing.version}",
             )
-        await self._publisher.publish_all(outgoing)
+        await self._publisher.publish_all(outgoing, consumed=records)
 
     async def quarantine(self, record: ConsumerRecord[Any, Any], error: EventRejected) -> None:
         """Dead-letter a record the batch runner set aside (it kept failing)."""
-        await self._publisher.publish_all([dead_letter(record, error, rejected_by=SERVICE)])
+        await self._publisher.publish_all(
+            [dead_letter(record, error, rejected_by=SERVICE)], consumed=[record]
+        )
 
 
 def build_router(router_service: Router, settings: Settings) -> KafkaRouter:

@@ -150,6 +150,11 @@ def create_broker(
 BatchHandler = Callable[[Any, KafkaMessage], Awaitable[None]]
 
 
+def consumer_group(settings: Settings, service: str) -> str:
+    """The one consumer group of all of `service`'s instances."""
+    return f"{settings.group_prefix}.{service}"
+
+
 def batch_subscriber(
     router: KafkaRouter,
     *topics: str,
@@ -162,7 +167,9 @@ def batch_subscriber(
 
     NACK_ON_ERROR: a handler that returns acks (commits) the batch; one that raises is
     rewound and fetched again. Handlers run their batch through `handle_batch`, which decides
-    between the two so that no record can hold its partition forever.
+    between the two so that no record can hold its partition forever. `read_committed`: a
+    consumer never sees what intake or the router published in a transaction that was then
+    aborted (`KafkaPublisher`).
     The parser shows FastStream no headers and the decoder decodes nothing: handlers read
     `message.raw_message`, so any key, header and value reaches the handler (and the
     dead-letter topic) intact.
@@ -173,8 +180,9 @@ def batch_subscriber(
         pattern=pattern,
         listener=finish_first,
         batch=True,
-        group_id=f"{settings.group_prefix}.{service}",
+        group_id=consumer_group(settings, service),
         auto_offset_reset="earliest",
+        isolation_level="read_committed",
         max_records=settings.batch_max_records,
         batch_timeout_ms=settings.batch_timeout_ms,
         ack_policy=AckPolicy.NACK_ON_ERROR,
@@ -243,21 +251,50 @@ def fits(record: Outgoing) -> bool:
 
 class Publisher(Protocol):
     """Where services put the records they produce: the broker must have every one of them
-    before `publish_all` returns."""
+    before `publish_all` returns.
 
-    async def publish_all(self, records: Sequence[Outgoing]) -> None: ...
+    `consumed`: the records these were made from. A publisher that works in transactions
+    commits their offsets atomically with the records, so that a process killed between
+    publishing and committing publishes nothing twice; one that does not leaves the commit to
+    the subscriber, after `publish_all` returns (at least once)."""
+
+    async def publish_all(
+        self, records: Sequence[Outgoing], *, consumed: Sequence[ConsumerRecord[Any, Any]] = ()
+    ) -> None: ...
+
+
+TRANSACTION_TIMEOUT_MS = 20_000
+"""How long the broker lets a transaction stay open before it aborts it. A transaction here
+lasts from the first send to the commit of one batch's records (milliseconds); the bound is
+how long readers at `read_committed` wait behind the open transaction of a process that died
+without a successor under its transactional id (`Settings.instance`)."""
 
 
 class KafkaPublisher:
-    """The process's one producer: idempotent, acks=all, batched (linger), order kept per
-    partition. Plain aiokafka rather than FastStream's publish path, which costs about twice
-    the CPU per record on the hot paths that publish several records per event."""
+    """The process's one producer for a service: idempotent, acks=all, batched (linger), order
+    kept per partition. Plain aiokafka rather than FastStream's publish path, which costs about
+    twice the CPU per record on the hot paths that publish several records per event.
 
-    def __init__(self, settings: Settings, client: KafkaClientConfig) -> None:
+    With `group_id` (intake and the router: consume, transform, produce) it is transactional:
+    `publish_all` sends the records and the consumed offsets of that consumer group in one
+    Kafka transaction, so the records appear to `read_committed` readers exactly when the
+    input is marked done, and a crash in between aborts both. Its transactional id is
+    `<group_id>.<Settings.instance>`: a restarted instance fences its predecessor and aborts
+    whatever that one left open. A failed transaction is aborted (or, when the producer can no
+    longer abort it, the producer is replaced, which settles it); if the broker committed it
+    after all, `publish_all` returns as if it had succeeded.
+    """
+
+    def __init__(
+        self, settings: Settings, client: KafkaClientConfig, *, group_id: str | None = None
+    ) -> None:
         self._settings = settings
         self._client = client
         self._prefix = settings.topic_prefix
+        self._group_id = group_id
+        self.transactional_id = f"{group_id}.{settings.instance_name}" if group_id else None
         self._producer: AIOKafkaProducer | None = None
+        self._transaction = asyncio.Lock()
 
     async def start(self) -> None:
         if self._producer is None:
@@ -270,21 +307,33 @@ class KafkaPublisher:
                 max_batch_size=256 * 1024,
                 max_request_size=MAX_RECORD_BYTES,
                 metadata_max_age_ms=5_000,
+                transactional_id=self.transactional_id,
+                transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
             )
             await producer.start()
             self._producer = producer
 
     async def stop(self) -> None:
         if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+            producer, self._producer = self._producer, None
+            await producer.stop()
 
-    async def publish_all(self, records: Sequence[Outgoing]) -> None:
-        """Send concurrently; return once every record is acknowledged, or raise (so the
-        caller's batch is retried rather than committed)."""
+    async def publish_all(
+        self, records: Sequence[Outgoing], *, consumed: Sequence[ConsumerRecord[Any, Any]] = ()
+    ) -> None:
+        """Send concurrently; return once every record is acknowledged (and, transactional,
+        committed with the offsets after `consumed`), or raise: the caller's batch is then
+        retried rather than committed."""
         if self._producer is None:
             raise RuntimeError("publisher not started")
-        send = self._producer.send
+        if self.transactional_id is None:
+            await self._send(self._producer, records)
+        elif records:
+            async with self._transaction:
+                await self._publish_in_transaction(records, next_offsets(consumed))
+
+    async def _send(self, producer: AIOKafkaProducer, records: Sequence[Outgoing]) -> None:
+        send = producer.send
         futures = [
             await send(
                 self._prefix + r.topic,
@@ -296,6 +345,72 @@ class KafkaPublisher:
         ]
         if futures:
             await asyncio.gather(*futures)
+
+    async def _publish_in_transaction(
+        self, records: Sequence[Outgoing], offsets: dict[TopicPartition, int]
+    ) -> None:
+        producer = self._producer
+        assert producer is not None
+        assert self._group_id is not None
+        try:
+            await producer.begin_transaction()
+            await self._send(producer, records)
+            if offsets:
+                await producer.send_offsets_to_transaction(offsets, self._group_id)
+            await producer.commit_transaction()
+        except Exception:
+            if await self._settle(producer, offsets):
+                _log.warning(
+                    "transaction reported failure but the broker committed it",
+                    transactional_id=self.transactional_id,
+                )
+                return
+            raise
+
+    async def _settle(self, producer: AIOKafkaProducer, offsets: dict[TopicPartition, int]) -> bool:
+        """After a failed transaction: abort it, or replace a producer that cannot (its new
+        epoch makes the coordinator finish what the old one left: an abort, or a commit
+        already decided). True if the broker committed the transaction after all."""
+        try:
+            await asyncio.wait_for(producer.abort_transaction(), TRANSACTION_TIMEOUT_MS / 1000)
+            return False
+        except Exception:
+            _log.warning(
+                "replacing the transactional producer", transactional_id=self.transactional_id
+            )
+        try:
+            await producer.stop()
+        except Exception:
+            _log.warning("the old producer did not stop cleanly", exc_info=True)
+        self._producer = None
+        await self.start()
+        return bool(offsets) and await self._committed_past(offsets)
+
+    async def _committed_past(self, offsets: dict[TopicPartition, int]) -> bool:
+        """Whether the group's committed offsets already reach `offsets` (the transaction that
+        carried them was committed)."""
+        assert self._group_id is not None
+        admin = AIOKafkaAdminClient(**self._client.aiokafka())
+        await admin.start()
+        try:
+            committed: dict[TopicPartition, Any] = await admin.list_consumer_group_offsets(
+                self._group_id, partitions=list(offsets)
+            )
+        finally:
+            await admin.close()
+        return all(
+            (meta := committed.get(tp)) is not None and meta.offset >= offset
+            for tp, offset in offsets.items()
+        )
+
+
+def next_offsets(consumed: Iterable[ConsumerRecord[Any, Any]]) -> dict[TopicPartition, int]:
+    """The offset to commit per partition once `consumed` are done: one past the last."""
+    offsets: dict[TopicPartition, int] = {}
+    for record in consumed:
+        tp = TopicPartition(record.topic, record.partition)
+        offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+    return offsets
 
 
 def header_map(record: ConsumerRecord[Any, Any]) -> dict[str, bytes]:

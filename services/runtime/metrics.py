@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import REGISTRY, Counter, Gauge
@@ -164,8 +164,10 @@ class CountingPublisher:
         for code in RejectionCode:  # from 0, so that `increase` sees the first one
             DEAD_LETTERS.labels(service, str(code))
 
-    async def publish_all(self, records: Sequence[Outgoing]) -> None:
-        await self._inner.publish_all(records)
+    async def publish_all(
+        self, records: Sequence[Outgoing], *, consumed: Sequence[ConsumerRecord[Any, Any]] = ()
+    ) -> None:
+        await self._inner.publish_all(records, consumed=consumed)
         self._published.inc(len(records))
         for record in records:
             if record.topic == DEADLETTER.name:

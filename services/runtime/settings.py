@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -40,6 +42,11 @@ class Settings(BaseSettings):
     share one cluster. Topic names in `schemas.topics` stay the logical contract."""
     group_prefix: str = "casebridge"
     """Consumer groups are <prefix>.<service>; tests use their own prefix."""
+    instance: str = Field(default="", pattern=r"^[A-Za-z0-9._-]{0,64}$")
+    """This process among a service's instances (empty: host name and process id); intake's and
+    the router's transactional ids are <prefix>.<service>.<instance>. Give each instance a
+    name that outlives a restart (`intake-1`): the restarted one then aborts at once what its
+    predecessor left open, where a new name leaves that to the broker's transaction timeout."""
     routing_policy_path: Path = REPO_ROOT / "services" / "routing" / "policy.yaml"
     """The agency registry and routing rules (who must act on what)."""
     batch_max_records: int = Field(default=2000, ge=1, le=10_000)
@@ -70,6 +77,11 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     """Address the health and metrics server listens on (`0.0.0.0` for a Prometheus on
     another host)."""
+
+    @property
+    def instance_name(self) -> str:
+        """`instance`, or this process's host name and process id."""
+        return self.instance or f"{socket.gethostname()}-{os.getpid()}"
 
     @property
     def secrets_dir(self) -> Path:

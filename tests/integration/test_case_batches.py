@@ -50,7 +50,9 @@ class RecordingPublisher:
         self.sent: list[Outgoing] = [] if sent is None else sent
         self._delay_s = delay_s
 
-    async def publish_all(self, records: Sequence[Outgoing]) -> None:
+    async def publish_all(
+        self, records: Sequence[Outgoing], *, consumed: Sequence[ConsumerRecord[Any, Any]] = ()
+    ) -> None:
         await asyncio.sleep(self._delay_s)  # a broker's round trip, for others to race
         self.sent.extend(records)
 

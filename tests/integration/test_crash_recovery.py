@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 
 import asyncpg
 import pytest
 
+from schemas.topics import EVENTS_VALID
 from services.runtime.credentials import AUDITOR_ROLE, database_url
 from services.runtime.database import asyncpg_dsn
 from services.runtime.settings import Settings
-from tests.support.pipeline import Record, ServiceProcess, adult_referral, publish
+from tests.support.pipeline import Record, ServiceProcess, adult_referral, publish, read_topic
 from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
@@ -103,6 +105,14 @@ async def test_killed_services_lose_nothing_and_duplicate_nothing(stack: Stack) 
             f"{run}-%",
         )
         assert unanswered == 0
+        # On the topics too, not only in the audit log (which keeps the first copy of an id):
+        # intake publishes in transactions with its offsets, so a kill between publishing
+        # and committing publishes nothing twice.
+        valid = Counter(
+            dict(r.headers).get("ce_id", b"").decode()
+            for r in await read_topic(settings, EVENTS_VALID.name)
+        )
+        assert valid == Counter({f"{run}-{i}": 1 for i in range(EVENTS)})
     finally:
         await conn.close()
         for p in procs.values():

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker
 
 from services.runtime.kafka import Outgoing
@@ -15,6 +17,8 @@ class BrokerPublisher:
     def __init__(self, broker: KafkaBroker) -> None:
         self.broker = broker
 
-    async def publish_all(self, records: Sequence[Outgoing]) -> None:
+    async def publish_all(
+        self, records: Sequence[Outgoing], *, consumed: Sequence[ConsumerRecord[Any, Any]] = ()
+    ) -> None:
         for r in records:
             await self.broker.publish(r.value, r.topic, key=r.key, headers=r.headers)

@@ -7,6 +7,7 @@ import datetime as dt
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ class ServiceProcess:
     def __init__(self, stack: Stack, settings: Settings, *services: str) -> None:
         self._cmd = [sys.executable, "-m", "services.cli", "run", "--services", ",".join(services)]
         self._env = stack.service_env(settings)
+        # Named once: restarted after a kill, it fences its predecessor's transactions.
+        self._env["CASEBRIDGE_INSTANCE"] = f"{'-'.join(services)}-{uuid.uuid4().hex[:8]}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -151,13 +154,21 @@ async def wait_for(
 
 
 async def read_topic(
-    settings: Settings, topic: str, *, idle_s: float = 1.0, principal: str = OPERATOR
+    settings: Settings,
+    topic: str,
+    *,
+    idle_s: float = 1.0,
+    principal: str = OPERATOR,
+    committed_only: bool = True,
 ) -> list[ConsumerRecord[Any, Any]]:
     """Every record on a topic (all partitions, from the start) until it has been idle; read
-    as the operator (read-only, every topic) unless another principal is named."""
+    as the operator (read-only, every topic) unless another principal is named. Records of
+    aborted transactions too when not `committed_only` (what a `read_uncommitted` reader
+    sees)."""
     consumer = AIOKafkaConsumer(
         settings.topic_prefix + topic,
         **kafka_client(settings, principal).aiokafka(),
+        isolation_level="read_committed" if committed_only else "read_uncommitted",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=None,

@@ -95,7 +95,7 @@ class Stack:
         """The environment that makes a service process use `settings`."""
         env = dict(os.environ)
         for name, value in settings.model_dump().items():
-            if value is None:
+            if value is None or name == "instance":  # each process is an instance of its own
                 continue
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()

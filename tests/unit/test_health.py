@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaConnectionError
 from prometheus_client import REGISTRY
 
@@ -186,7 +187,9 @@ class Inner:
     def __init__(self, *, fails: bool = False) -> None:
         self.fails = fails
 
-    async def publish_all(self, records: Sequence[Outgoing]) -> None:
+    async def publish_all(
+        self, records: Sequence[Outgoing], *, consumed: Sequence[ConsumerRecord[Any, Any]] = ()
+    ) -> None:
         if self.fails:
             raise ConnectionError("broker down")
 
